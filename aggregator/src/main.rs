@@ -1,0 +1,125 @@
+use std::{
+    path::PathBuf,
+    process::ExitCode,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use clickhouse::Compression;
+
+/// The webstats aggregator: owns the ClickHouse schema, the salts, and reports.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// Configuration file (TOML); see config/aggregator.toml for every key.
+    #[arg(short, long, env = "WEBSTATS_AGGREGATOR_CONFIG", default_value = "config/aggregator.toml", global = true)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply pending schema migrations, then create the current and next salts if missing.
+    Migrate,
+    /// Create the salts of the current and next period if they are missing.
+    Salts,
+    /// Pageviews, visitors, bot hits and top pages of a site for a period.
+    Stats {
+        /// The site id.
+        #[arg(long)]
+        site: String,
+        /// Start (inclusive): `YYYY-MM-DD` or RFC 3339; default: today 00:00 UTC.
+        #[arg(long)]
+        from: Option<String>,
+        /// End (exclusive): `YYYY-MM-DD` or RFC 3339; default: now.
+        #[arg(long)]
+        to: Option<String>,
+        /// How many top pages to list.
+        #[arg(long, default_value_t = 10)]
+        top: u32,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let config = match aggregator::Config::load(&args.config) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime starts");
+    match runtime.block_on(run(config, args.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: aggregator::Config, command: Command) -> anyhow::Result<()> {
+    let databases = config.clickhouse.databases();
+    // Uncompressed: admin traffic is small, and it keeps every ClickHouse-speaking server usable.
+    let client = config.clickhouse.client(Compression::None);
+    let now = unix_now();
+    match command {
+        Command::Migrate => {
+            let report = aggregator::migrate(&client, &databases, now).await?;
+            let created = aggregator::ensure_salts(&client, &databases, config.salts.rotation_period_s, now).await?;
+            println!(
+                "migrations applied: {:?}; already applied: {:?}; salts created for {} period(s)",
+                report.applied,
+                report.already_applied,
+                created.len()
+            );
+        }
+        Command::Salts => {
+            let created = aggregator::ensure_salts(&client, &databases, config.salts.rotation_period_s, now).await?;
+            println!("salts created for {} period(s)", created.len());
+        }
+        Command::Stats { site, from, to, top, json } => {
+            let from = match from {
+                Some(t) => parse_time(&t).context("--from")?,
+                None => aggregator::period_start(now, 86_400),
+            };
+            let to = match to {
+                Some(t) => parse_time(&t).context("--to")?,
+                None => now + 1,
+            };
+            anyhow::ensure!(from < to, "--from must be before --to");
+            let stats = aggregator::stats(&client, &databases, &site, from, to, top).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&stats)?);
+            } else {
+                print!("{stats}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `YYYY-MM-DD` (00:00 UTC) or an RFC 3339 time, as Unix seconds.
+fn parse_time(text: &str) -> anyhow::Result<u32> {
+    let seconds = match chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        Ok(date) => date.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc().timestamp(),
+        Err(_) => chrono::DateTime::parse_from_rfc3339(text)
+            .with_context(|| format!("{text:?} is neither YYYY-MM-DD nor an RFC 3339 time"))?
+            .timestamp(),
+    };
+    u32::try_from(seconds).with_context(|| format!("{text:?} is outside 1970..2106"))
+}
+
+fn unix_now() -> u32 {
+    let seconds = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    u32::try_from(seconds).unwrap_or(u32::MAX)
+}

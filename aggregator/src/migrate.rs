@@ -1,0 +1,97 @@
+//! `aggregator migrate`: applies the versioned migrations of the `store` crate, recording each
+//! in `<prefix>_meta.schema_migrations` with a checksum. Idempotent: applied versions are
+//! skipped, and every statement is `IF NOT EXISTS` so a run interrupted mid-migration can be
+//! repeated.
+
+use serde::{Deserialize, Serialize};
+use clickhouse::{Client, Row};
+use store::{Databases, MIGRATIONS, Migration, split_statements};
+
+#[derive(Debug, Row, Serialize, Deserialize)]
+struct AppliedMigration {
+    version: u32,
+    name: String,
+    checksum: String,
+    applied_at: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error("ClickHouse refused {what}: {source}")]
+    ClickHouse { what: String, source: clickhouse::error::Error },
+    #[error(
+        "migration {version} ({name}) was changed after it was applied (checksum {recorded} in {table}, {current} now); \
+         add a new migration instead of editing an applied one"
+    )]
+    Changed { version: u32, name: String, table: String, recorded: String, current: String },
+}
+
+/// What a run did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    pub applied: Vec<u32>,
+    pub already_applied: Vec<u32>,
+}
+
+pub async fn migrate(client: &Client, databases: &Databases, now: u32) -> Result<Report, MigrateError> {
+    let table = databases.migrations();
+    execute(client, &format!("CREATE DATABASE IF NOT EXISTS {}", databases.meta())).await?;
+    execute(
+        client,
+        &format!(
+            "CREATE TABLE IF NOT EXISTS {table} (version UInt32, name String, checksum String, applied_at DateTime('UTC')) \
+             ENGINE = MergeTree ORDER BY version"
+        ),
+    )
+    .await?;
+    let applied: Vec<AppliedMigration> = client
+        .query(&format!("SELECT ?fields FROM {table} ORDER BY version"))
+        .fetch_all()
+        .await
+        .map_err(|source| MigrateError::ClickHouse { what: format!("reading {table}"), source })?;
+
+    let mut report = Report::default();
+    for migration in MIGRATIONS {
+        let current = checksum(migration);
+        if let Some(done) = applied.iter().find(|a| a.version == migration.version) {
+            if done.checksum != current {
+                return Err(MigrateError::Changed {
+                    version: migration.version,
+                    name: migration.name.to_owned(),
+                    table,
+                    recorded: done.checksum.clone(),
+                    current,
+                });
+            }
+            report.already_applied.push(migration.version);
+            continue;
+        }
+        for statement in split_statements(&databases.render(migration.sql)) {
+            execute(client, &statement).await?;
+        }
+        let record = AppliedMigration { version: migration.version, name: migration.name.to_owned(), checksum: current, applied_at: now };
+        insert_record(client, &table, &record)
+            .await
+            .map_err(|source| MigrateError::ClickHouse { what: format!("recording migration {}", migration.version), source })?;
+        tracing::info!(version = migration.version, name = migration.name, "migration applied");
+        report.applied.push(migration.version);
+    }
+    Ok(report)
+}
+
+async fn insert_record(client: &Client, table: &str, record: &AppliedMigration) -> Result<(), clickhouse::error::Error> {
+    let mut insert = client.insert_unescaped::<AppliedMigration>(table).await?;
+    insert.write(record).await?;
+    insert.end().await
+}
+
+async fn execute(client: &Client, sql: &str) -> Result<(), MigrateError> {
+    client.query(sql).execute().await.map_err(|source| MigrateError::ClickHouse {
+        what: sql.lines().next().unwrap_or_default().to_owned(),
+        source,
+    })
+}
+
+fn checksum(migration: &Migration) -> String {
+    blake3::hash(migration.sql.as_bytes()).to_hex()[..16].to_owned()
+}

@@ -1,0 +1,67 @@
+//! Salt creation: the current and the next period always have a salt, created ahead of time
+//! from the operating system's random source. Salts are written as RowBinary, never as SQL
+//! text, so they cannot end up in a server's query log.
+
+use std::collections::HashSet;
+
+use clickhouse::Client;
+use store::{Databases, SaltRow};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SaltError {
+    #[error("ClickHouse refused {what}: {source}")]
+    ClickHouse { what: &'static str, source: clickhouse::error::Error },
+    #[error("the operating system's random source failed: {0}")]
+    Random(getrandom::Error),
+}
+
+/// The start of the period containing `t`.
+pub fn period_start(t: u32, period_s: u32) -> u32 {
+    t - t % period_s
+}
+
+/// Creates the salts missing for the period containing `now` and the one after it; returns the
+/// starts of the periods it created.
+pub async fn ensure(client: &Client, databases: &Databases, period_s: u32, now: u32) -> Result<Vec<u32>, SaltError> {
+    let table = databases.salts();
+    let existing: HashSet<u32> = client
+        .query(&format!("SELECT DISTINCT toUInt32(period_start) FROM {table} WHERE period_end > toDateTime(?)"))
+        .bind(now)
+        .fetch_all::<u32>()
+        .await
+        .map_err(|source| SaltError::ClickHouse { what: "reading salt periods", source })?
+        .into_iter()
+        .collect();
+    let current = period_start(now, period_s);
+    let mut created = Vec::new();
+    for start in [current, current + period_s] {
+        if existing.contains(&start) {
+            continue;
+        }
+        let mut salt = [0u8; 32];
+        getrandom::fill(&mut salt).map_err(SaltError::Random)?;
+        let row = SaltRow { period_start: start, period_end: start + period_s, salt, created_at: now };
+        let result = async {
+            let mut insert = client.insert_unescaped::<SaltRow>(&table).await?;
+            insert.write(&row).await?;
+            insert.end().await
+        }
+        .await;
+        result.map_err(|source| SaltError::ClickHouse { what: "inserting a salt", source })?;
+        tracing::info!(period_start = start, period_end = start + period_s, "salt created");
+        created.push(start);
+    }
+    Ok(created)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_start_at_multiples_of_their_length() {
+        assert_eq!(period_start(1_764_000_000, 86_400), 1_763_942_400);
+        assert_eq!(period_start(1_763_942_400, 86_400), 1_763_942_400);
+        assert_eq!(period_start(7_199, 3_600), 3_600);
+    }
+}

@@ -1,0 +1,113 @@
+//! Assembly: turns a validated [`Config`] into a running collector. All start-up I/O is here
+//! (MMDB files, the cookie key, ClickHouse, the listening socket); the stages it wires
+//! together do none.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{Arc, atomic::AtomicBool},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use clickhouse::Compression;
+use store::pseudonym::CookieKey;
+use tokio::net::TcpListener;
+
+use crate::{
+    config::{Config, DEFAULT_QUERY_ALLOWLIST, PrivacyConfig},
+    enrich::{AgentParser, GeoDb},
+    metrics::Metrics,
+    pipeline::{Pipeline, Site},
+    salts::{self, SaltSet},
+    service::{self, App},
+    sink::Sink,
+    snippet::Snippet,
+};
+
+/// Distinct User-Agents remembered; real traffic has a few thousand.
+const AGENT_CACHE_CAPACITY: usize = 20_000;
+
+/// Runs the collector until `shutdown` resolves, then drains and flushes.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let geo = GeoDb::open(config.geoip.location_db.as_deref(), config.geoip.asn_db.as_deref())?;
+    let cookie_key = if config.sites.iter().any(|s| s.cookie_mode) { Some(read_cookie_key(&config.privacy)?) } else { None };
+    let metrics = Arc::new(Metrics::new());
+    let databases = config.clickhouse.databases();
+    let client = config.clickhouse.client(Compression::Lz4);
+
+    let salts = Arc::new(ArcSwap::from_pointee(SaltSet::default()));
+    let refresher = tokio::spawn(salts::refresh_forever(
+        client.clone(),
+        databases.clone(),
+        salts.clone(),
+        metrics.clone(),
+        Duration::from_secs(config.salts.refresh_interval_s),
+        unix_now,
+    ));
+    let (sink_handle, sink) = Sink::spawn(client, &databases, config.sink.clone(), metrics.clone());
+
+    let sites = config
+        .sites
+        .iter()
+        .map(|site| {
+            let query_allowlist = DEFAULT_QUERY_ALLOWLIST
+                .iter()
+                .map(|s| (*s).to_owned())
+                .chain(config.privacy.query_allowlist.iter().cloned())
+                .chain(site.query_allowlist.iter().cloned())
+                .collect();
+            (site.id.clone(), Site { config: site.clone(), query_allowlist })
+        })
+        .collect::<HashMap<_, _>>();
+    let app = Arc::new(App {
+        sites,
+        pipeline: Pipeline {
+            agents: AgentParser::new(AGENT_CACHE_CAPACITY),
+            geo,
+            cookie_key,
+            ipv4_prefix_len: config.privacy.ipv4_prefix_len,
+            ipv6_prefix_len: config.privacy.ipv6_prefix_len,
+        },
+        salts,
+        sink: sink_handle,
+        metrics,
+        trusted_proxies: config.server.trusted_proxies.clone(),
+        snippet: Snippet::new(config.server.script_max_age_s),
+        shutting_down: AtomicBool::new(false),
+        clock: unix_now,
+    });
+
+    let listener = TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (server.listen)", config.server.listen))?;
+    tracing::info!(address = %listener.local_addr()?, sites = config.sites.len(), "collector listening");
+
+    // Half of the shutdown time lets open requests finish; the rest flushes the sink.
+    let total = Duration::from_millis(config.server.shutdown_timeout_ms);
+    service::serve(listener, app, &config.server, shutdown, total / 2).await;
+    tracing::info!("stopped accepting; flushing buffered rows");
+    let report = sink.shutdown(total / 2).await;
+    refresher.abort();
+    if report.rows_not_inserted > 0 {
+        anyhow::bail!("{} rows could not be inserted before the shutdown deadline", report.rows_not_inserted);
+    }
+    tracing::info!("collector stopped cleanly");
+    Ok(())
+}
+
+fn read_cookie_key(privacy: &PrivacyConfig) -> anyhow::Result<CookieKey> {
+    let material = match &privacy.cookie_key_file {
+        Some(path) => std::fs::read(path).with_context(|| format!("cannot read privacy.cookie_key_file {}", path.display()))?,
+        None => std::env::var(&privacy.cookie_key_env)
+            .with_context(|| format!("environment variable {} is not set", privacy.cookie_key_env))?
+            .into_bytes(),
+    };
+    CookieKey::from_material(material.trim_ascii()).context("the cookie key must be at least 32 bytes")
+}
+
+fn unix_now() -> u32 {
+    let seconds = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    u32::try_from(seconds).unwrap_or(u32::MAX)
+}

@@ -1,0 +1,394 @@
+//! Typed configuration. [`Config::load`] parses and validates the whole file without any other
+//! I/O and reports every bad value with its key; `main` exits before binding a port if any.
+
+use std::{
+    collections::HashSet,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use store::{ClickHouseConfig, ConfigProblem};
+
+/// The beacon API's body limit (beacon-api.md), after decompression too. Not configurable:
+/// it is part of the public contract.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// The query parameters every site keeps (privacy-model.md section 4).
+pub const DEFAULT_QUERY_ALLOWLIST: [&str; 5] =
+    ["utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content"];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub clickhouse: ClickHouseConfig,
+    #[serde(default)]
+    pub sink: SinkConfig,
+    #[serde(default)]
+    pub salts: SaltsConfig,
+    #[serde(default)]
+    pub geoip: GeoIpConfig,
+    #[serde(default)]
+    pub privacy: PrivacyConfig,
+    /// The sites this collector accepts beacons for.
+    #[serde(default)]
+    pub sites: Vec<SiteConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address and port to listen on.
+    pub listen: SocketAddr,
+    /// Peers (CIDRs) whose `X-Forwarded-For` / `Forwarded` headers are believed; from anyone
+    /// else the peer address is the client address.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Requests handled at once; more are answered 503 at once rather than queued.
+    pub max_concurrent_requests: usize,
+    /// Time limit for handling one request, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// On SIGTERM/SIGINT: how long to finish requests and flush the sink, in milliseconds.
+    pub shutdown_timeout_ms: u64,
+    /// `Cache-Control: max-age` of /script.js, in seconds.
+    pub script_max_age_s: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 18080)),
+            trusted_proxies: Vec::new(),
+            max_concurrent_requests: 4096,
+            request_timeout_ms: 5_000,
+            shutdown_timeout_ms: 15_000,
+            script_max_age_s: 3_600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinkConfig {
+    /// A table's buffer is inserted at least this often when it holds rows, in milliseconds:
+    /// about one insert per second per table at low load.
+    pub flush_interval_ms: u64,
+    /// ...or as soon as it holds this many rows: large batches at high load.
+    pub max_batch_rows: usize,
+    /// ...or this many bytes (estimated row size).
+    pub max_batch_bytes: usize,
+    /// Beacons waiting between the handlers and the batcher; when full, beacons get 503.
+    pub queue_capacity: usize,
+    /// Batches being inserted (or retried) at once; when all are busy the batcher stops
+    /// taking from the queue, so memory stays bounded while ClickHouse is slow or down.
+    pub max_inflight_batches: usize,
+    /// First retry delay after a transient insert error, in milliseconds; doubles per retry.
+    pub retry_initial_backoff_ms: u64,
+    /// Longest retry delay, in milliseconds.
+    pub retry_max_backoff_ms: u64,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        Self {
+            flush_interval_ms: 1_000,
+            max_batch_rows: 50_000,
+            max_batch_bytes: 16 * 1024 * 1024,
+            queue_capacity: 100_000,
+            max_inflight_batches: 4,
+            retry_initial_backoff_ms: 100,
+            retry_max_backoff_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SaltsConfig {
+    /// How often salts are re-read from ClickHouse, in seconds. Salts whose period has ended
+    /// are forgotten at each refresh.
+    pub refresh_interval_s: u64,
+}
+
+impl Default for SaltsConfig {
+    fn default() -> Self {
+        Self { refresh_interval_s: 60 }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GeoIpConfig {
+    /// A City or Country MMDB (GeoIP2/GeoLite2 layout or ip-location-db's flat layout).
+    /// Relative paths are relative to this file. Without it, location fields stay empty.
+    pub location_db: Option<PathBuf>,
+    /// An ASN MMDB (GeoLite2-ASN layout). Without it, ASN fields stay empty.
+    pub asn_db: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyConfig {
+    /// Bits of an IPv4 address kept as the network prefix.
+    pub ipv4_prefix_len: u8,
+    /// Bits of an IPv6 address kept as the network prefix.
+    pub ipv6_prefix_len: u8,
+    /// File with the secret behind cookie pseudonyms (at least 32 bytes). Needed only when a
+    /// site has `cookie_mode`; takes precedence over `cookie_key_env`.
+    pub cookie_key_file: Option<PathBuf>,
+    /// Environment variable with the same secret, when there is no `cookie_key_file`.
+    pub cookie_key_env: String,
+    /// Query parameters kept on every site besides the utm_* ones.
+    pub query_allowlist: Vec<String>,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        Self {
+            ipv4_prefix_len: 24,
+            ipv6_prefix_len: 48,
+            cookie_key_file: None,
+            cookie_key_env: "WEBSTATS_COOKIE_KEY".to_owned(),
+            query_allowlist: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    /// The `site` value beacons carry.
+    pub id: String,
+    /// Hosts the site's pages live on: `example.ru` or `*.example.ru`. The page URL's host and
+    /// the `Origin` header (when sent) must match one of them.
+    pub allowed_hosts: Vec<String>,
+    /// Link a browser's visits across days with a first-party cookie (privacy-model.md
+    /// section 2). Off by default.
+    #[serde(default)]
+    pub cookie_mode: bool,
+    /// The cookie the snippet sets in cookie mode.
+    #[serde(default = "default_cookie_name")]
+    pub cookie_name: String,
+    /// What to do with beacons carrying `DNT: 1` or `Sec-GPC: 1`.
+    #[serde(default)]
+    pub do_not_track: DoNotTrack,
+    /// Query parameters kept for this site besides the global ones.
+    #[serde(default)]
+    pub query_allowlist: Vec<String>,
+}
+
+fn default_cookie_name() -> String {
+    "_wsid".to_owned()
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DoNotTrack {
+    /// Count the view with no visitor id, no cookie pseudonym and no troubleshooting row.
+    #[default]
+    Anonymous,
+    /// Accept the beacon and store nothing.
+    Drop,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid TOML for the collector: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {path} has {} problem(s):\n  {}", .problems.len(),
+        .problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    Invalid { path: PathBuf, problems: Vec<ConfigProblem> },
+}
+
+impl Config {
+    /// Reads, parses and validates; relative paths are resolved against the file's folder.
+    pub fn load(path: &Path) -> Result<Self, LoadError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+        let mut config: Config = toml::from_str(&text)
+            .map_err(|e| LoadError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        let problems = config.problems();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(LoadError::Invalid { path: path.to_owned(), problems })
+        }
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        for path in [&mut self.geoip.location_db, &mut self.geoip.asn_db, &mut self.privacy.cookie_key_file]
+            .into_iter()
+            .flatten()
+        {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        }
+    }
+
+    /// Every bad value, each with the key that holds it. Pure but for reading environment
+    /// variables named by the config.
+    pub fn problems(&self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        let mut p = |key: &str, message: &str| problems.push(ConfigProblem::new(key, message));
+
+        let s = &self.server;
+        if s.max_concurrent_requests == 0 {
+            p("server.max_concurrent_requests", "must be above 0");
+        }
+        if s.request_timeout_ms == 0 {
+            p("server.request_timeout_ms", "must be above 0");
+        }
+
+        let k = &self.sink;
+        if k.flush_interval_ms == 0 {
+            p("sink.flush_interval_ms", "must be above 0");
+        }
+        if k.max_batch_rows == 0 {
+            p("sink.max_batch_rows", "must be above 0");
+        }
+        if k.max_batch_bytes < 1024 {
+            p("sink.max_batch_bytes", "must be at least 1024");
+        }
+        if k.queue_capacity == 0 {
+            p("sink.queue_capacity", "must be above 0");
+        }
+        if k.max_inflight_batches == 0 {
+            p("sink.max_inflight_batches", "must be above 0");
+        }
+        if k.retry_initial_backoff_ms == 0 || k.retry_initial_backoff_ms > k.retry_max_backoff_ms {
+            p("sink.retry_initial_backoff_ms", "must be above 0 and at most sink.retry_max_backoff_ms");
+        }
+        if self.salts.refresh_interval_s == 0 || self.salts.refresh_interval_s > 3_600 {
+            p("salts.refresh_interval_s", "must be between 1 and 3600");
+        }
+
+        for (key, path) in [("geoip.location_db", &self.geoip.location_db), ("geoip.asn_db", &self.geoip.asn_db)] {
+            if let Some(path) = path {
+                if !path.is_file() {
+                    p(key, &format!("{} is not a readable file", path.display()));
+                }
+            }
+        }
+
+        let pr = &self.privacy;
+        if !(8..=32).contains(&pr.ipv4_prefix_len) {
+            p("privacy.ipv4_prefix_len", "must be between 8 and 32");
+        }
+        if !(16..=128).contains(&pr.ipv6_prefix_len) {
+            p("privacy.ipv6_prefix_len", "must be between 16 and 128");
+        }
+        check_param_names("privacy.query_allowlist", &pr.query_allowlist, &mut p);
+
+        if self.sites.is_empty() {
+            p("sites", "at least one [[sites]] entry is needed");
+        }
+        let mut ids = HashSet::new();
+        for (i, site) in self.sites.iter().enumerate() {
+            let key = |field: &str| format!("sites[{i}].{field}");
+            if site.id.is_empty() || site.id.len() > 64 || !site.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
+                p(&key("id"), "must be 1 to 64 letters, digits, '-', '_' or '.'");
+            } else if !ids.insert(site.id.as_str()) {
+                p(&key("id"), &format!("{:?} is used by another site", site.id));
+            }
+            if site.allowed_hosts.is_empty() {
+                p(&key("allowed_hosts"), "list at least one host");
+            }
+            for host in &site.allowed_hosts {
+                let bare = host.strip_prefix("*.").unwrap_or(host);
+                if bare.is_empty() || bare.contains(['/', ':', '*', ' ']) || bare != bare.to_ascii_lowercase() {
+                    p(&key("allowed_hosts"), &format!("{host:?} is not a lower-case host name (optionally starting with '*.')"));
+                }
+            }
+            if site.cookie_name.is_empty() || !site.cookie_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+                p(&key("cookie_name"), "must be letters, digits, '_' or '-'");
+            }
+            check_param_names(&key("query_allowlist"), &site.query_allowlist, &mut p);
+        }
+
+        if self.sites.iter().any(|s| s.cookie_mode) {
+            match &pr.cookie_key_file {
+                Some(path) => match std::fs::metadata(path) {
+                    Ok(m) if m.len() >= store::pseudonym::MIN_COOKIE_KEY_BYTES as u64 => {}
+                    Ok(_) => p("privacy.cookie_key_file", "the key file must hold at least 32 bytes"),
+                    Err(e) => p("privacy.cookie_key_file", &format!("cannot read {}: {e}", path.display())),
+                },
+                None => match std::env::var(&pr.cookie_key_env) {
+                    Ok(v) if v.len() >= store::pseudonym::MIN_COOKIE_KEY_BYTES => {}
+                    Ok(_) => p("privacy.cookie_key_env", "the key must be at least 32 bytes long"),
+                    Err(_) => p(
+                        "privacy.cookie_key_file",
+                        &format!("a site has cookie_mode = true: set cookie_key_file or the {} variable", pr.cookie_key_env),
+                    ),
+                },
+            }
+        }
+
+        drop(p);
+        self.clickhouse.validate(&mut problems);
+        problems
+    }
+}
+
+fn check_param_names(key: &str, names: &[String], p: &mut impl FnMut(&str, &str)) {
+    for name in names {
+        if name.is_empty() || name.len() > 64 || name.contains(['&', '=', '#', ' ']) {
+            p(key, &format!("{name:?} is not a query parameter name"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Config {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn minimal_config_is_valid_with_defaults() {
+        let c = parse("[[sites]]\nid = \"portal\"\nallowed_hosts = [\"lk.example.ru\"]\n");
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
+        assert_eq!(c.sink.flush_interval_ms, 1_000);
+        assert_eq!(c.sites[0].do_not_track, DoNotTrack::Anonymous);
+        assert!(!c.sites[0].cookie_mode);
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_key() {
+        let c = parse(
+            "[sink]\nflush_interval_ms = 0\n[privacy]\nipv4_prefix_len = 40\n\
+             [clickhouse]\ndatabase_prefix = \"Bad-Prefix\"\n\
+             [[sites]]\nid = \"a b\"\nallowed_hosts = []\ncookie_mode = true\n",
+        );
+        let keys: Vec<_> = c.problems().into_iter().map(|p| p.key).collect();
+        for key in [
+            "sink.flush_interval_ms",
+            "privacy.ipv4_prefix_len",
+            "clickhouse.database_prefix",
+            "sites[0].id",
+            "sites[0].allowed_hosts",
+            "privacy.cookie_key_file",
+        ] {
+            assert!(keys.iter().any(|k| k == key), "{key} missing from {keys:?}");
+        }
+    }
+
+    #[test]
+    fn rejects_unknown_keys() {
+        assert!(toml::from_str::<Config>("[server]\nlisten_addr = \"x\"\n").is_err());
+    }
+
+    #[test]
+    fn rejects_duplicate_site_ids() {
+        let c = parse("[[sites]]\nid = \"a\"\nallowed_hosts = [\"a.ru\"]\n[[sites]]\nid = \"a\"\nallowed_hosts = [\"b.ru\"]\n");
+        assert_eq!(c.problems()[0].key, "sites[1].id");
+    }
+}

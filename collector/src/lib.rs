@@ -1,0 +1,28 @@
+//! The collector: a hyper endpoint that turns beacons into pseudonymised rows in ClickHouse.
+//!
+//! A request flows through `service` (layers: body cap, load shedding, concurrency limit,
+//! timeout) into `handlers`, which parse the beacon (`beacon`), check the site, and hand it to
+//! the pure `pipeline`: URL hygiene (`urls`), enrichment (`enrich`), pseudonymisation (keyed
+//! BLAKE3 under the day's salt from `salts`). The pipeline's only output, `Pseudonymised`,
+//! is queued to the `sink`, which batches and inserts it. Refusals become responses in
+//! `respond`. `app` assembles it all from a validated `config`. See ARCHITECTURE.md.
+
+mod app;
+mod beacon;
+mod client_ip;
+mod config;
+mod enrich;
+mod handlers;
+mod metrics;
+mod pipeline;
+mod respond;
+mod salts;
+mod service;
+mod sink;
+mod snippet;
+mod urls;
+
+pub use crate::{
+    app::run,
+    config::{Config, LoadError, MAX_BODY_BYTES},
+};

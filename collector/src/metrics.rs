@@ -1,0 +1,115 @@
+//! Prometheus metrics, all in one place with conventional names and units. Labels carry
+//! only bounded, non-identifying values (endpoints, reasons, tables): never an address,
+//! a cookie, a site-supplied string or a URL.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    /// Requests answered, by endpoint and status code.
+    pub http_requests: IntCounterVec,
+    /// Time to answer, by endpoint.
+    pub http_request_duration: HistogramVec,
+    /// Beacons answered 202/200, by beacon type.
+    pub beacons_accepted: IntCounterVec,
+    /// Beacons refused, by reason (the same words as the error responses' reasons).
+    pub beacons_rejected: IntCounterVec,
+    /// Accepted beacons deliberately not stored, by reason.
+    pub beacons_dropped: IntCounterVec,
+    /// Accepted beacons from crawlers (stored for troubleshooting only).
+    pub bot_hits: IntCounter,
+    /// User-Agent cache lookups, by result (hit/miss).
+    pub ua_cache_lookups: IntCounterVec,
+    /// Beacons waiting between handlers and the batcher.
+    pub sink_queue_beacons: IntGauge,
+    /// Rows buffered in the batcher, not yet handed to an insert.
+    pub sink_buffered_rows: IntGauge,
+    /// Batches being inserted or retried.
+    pub sink_inflight_batches: IntGauge,
+    /// Rows by table and outcome (inserted / failed).
+    pub sink_rows: IntCounterVec,
+    /// Insert attempts by table and outcome (ok / transient_error / permanent_error).
+    pub sink_inserts: IntCounterVec,
+    /// Duration of insert attempts, by table.
+    pub sink_insert_duration: HistogramVec,
+    /// Salt refreshes by outcome (ok / error).
+    pub salt_refreshes: IntCounterVec,
+    /// Salt periods held in memory.
+    pub salt_periods_loaded: IntGauge,
+    /// Start of the earliest salt period held, Unix seconds (0 when none).
+    pub salt_oldest_period_start_seconds: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let ns = "webstats_collector";
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help).namespace(ns), labels).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::with_opts(Opts::new(name, help).namespace(ns)).expect("valid metric");
+            registry.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let histogram_vec = |name: &str, help: &str, labels: &[&str], buckets: Vec<f64>| {
+            let h = HistogramVec::new(HistogramOpts::new(name, help).namespace(ns).buckets(buckets), labels)
+                .expect("valid metric");
+            registry.register(Box::new(h.clone())).expect("unique metric");
+            h
+        };
+        let bot_hits = IntCounter::with_opts(Opts::new("bot_hits_total", "Accepted beacons from crawlers.").namespace(ns))
+            .expect("valid metric");
+        registry.register(Box::new(bot_hits.clone())).expect("unique metric");
+
+        Self {
+            http_requests: counter_vec("http_requests_total", "HTTP requests answered.", &["endpoint", "status"]),
+            http_request_duration: histogram_vec(
+                "http_request_duration_seconds",
+                "Time to answer an HTTP request.",
+                &["endpoint"],
+                vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0],
+            ),
+            beacons_accepted: counter_vec("beacons_accepted_total", "Beacons accepted.", &["type"]),
+            beacons_rejected: counter_vec("beacons_rejected_total", "Beacons refused, by reason.", &["reason"]),
+            beacons_dropped: counter_vec("beacons_dropped_total", "Accepted beacons not stored, by reason.", &["reason"]),
+            bot_hits,
+            ua_cache_lookups: counter_vec("ua_cache_lookups_total", "User-Agent cache lookups.", &["result"]),
+            sink_queue_beacons: gauge("sink_queue_beacons", "Beacons waiting for the batcher."),
+            sink_buffered_rows: gauge("sink_buffered_rows", "Rows buffered, not yet in an insert."),
+            sink_inflight_batches: gauge("sink_inflight_batches", "Batches being inserted or retried."),
+            sink_rows: counter_vec("sink_rows_total", "Rows by table and outcome.", &["table", "outcome"]),
+            sink_inserts: counter_vec("sink_inserts_total", "Insert attempts by table and outcome.", &["table", "outcome"]),
+            sink_insert_duration: histogram_vec(
+                "sink_insert_duration_seconds",
+                "Duration of one insert attempt.",
+                &["table"],
+                vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+            ),
+            salt_refreshes: counter_vec("salt_refreshes_total", "Salt refreshes by outcome.", &["outcome"]),
+            salt_periods_loaded: gauge("salt_periods_loaded", "Salt periods held in memory."),
+            salt_oldest_period_start_seconds: gauge(
+                "salt_oldest_period_start_seconds",
+                "Start of the earliest salt period held, Unix seconds.",
+            ),
+            registry,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding cannot fail");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,274 @@
+//! The pure stage between a parsed beacon and stored rows: URL hygiene, enrichment,
+//! pseudonymisation, purpose routing. The raw IP and cookie value enter here and do not leave:
+//! the only output is [`Pseudonymised`], which nothing else can construct.
+
+use std::net::IpAddr;
+
+use store::{
+    AudienceRow, EventType, TroubleshootingRow, day_number,
+    pseudonym::{CookieKey, SaltKeys, network_prefix},
+};
+
+use crate::{
+    beacon::Beacon,
+    config::{DoNotTrack, SiteConfig},
+    enrich::{AgentParser, GeoDb, MAX_USER_AGENT_BYTES},
+    urls,
+};
+
+/// Rows ready for storage. Private fields and no public constructor: holding one proves the
+/// row went through [`Pipeline::process`], so no raw address or cookie can reach the sink.
+#[derive(Debug)]
+pub struct Pseudonymised {
+    audience: Option<AudienceRow>,
+    troubleshooting: Option<TroubleshootingRow>,
+}
+
+impl Pseudonymised {
+    pub fn into_parts(self) -> (Option<AudienceRow>, Option<TroubleshootingRow>) {
+        (self.audience, self.troubleshooting)
+    }
+}
+
+/// What the HTTP layer learnt about the request, besides the body.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestFacts<'a> {
+    pub ip: IpAddr,
+    pub user_agent: &'a str,
+    /// The site's cookie from the `Cookie` header (cookie mode only).
+    pub cookie: Option<&'a str>,
+    /// `DNT: 1` or `Sec-GPC: 1`.
+    pub do_not_track: bool,
+    /// Receive time, Unix seconds: the event time.
+    pub received_at: u32,
+}
+
+/// A site as the pipeline needs it: its config plus its full query allow-list.
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub config: SiteConfig,
+    pub query_allowlist: Vec<String>,
+}
+
+/// What happened to an accepted beacon.
+#[derive(Debug)]
+pub enum Outcome {
+    Store { rows: Pseudonymised, is_bot: bool, ua_cache_hit: bool },
+    /// The visitor asked not to be tracked and the site drops such beacons.
+    DroppedDoNotTrack,
+}
+
+/// Everything the stage reads, built once at start-up.
+pub struct Pipeline {
+    pub agents: AgentParser,
+    pub geo: GeoDb,
+    pub cookie_key: Option<CookieKey>,
+    pub ipv4_prefix_len: u8,
+    pub ipv6_prefix_len: u8,
+}
+
+impl Pipeline {
+    /// `keys` are the salt keys of the period containing `facts.received_at`.
+    pub fn process(&self, beacon: Beacon, facts: RequestFacts<'_>, site: &Site, keys: &SaltKeys) -> Outcome {
+        if facts.do_not_track && site.config.do_not_track == DoNotTrack::Drop {
+            return Outcome::DroppedDoNotTrack;
+        }
+        let user_agent = truncate(facts.user_agent, MAX_USER_AGENT_BYTES);
+        let (agent, ua_cache_hit) = self.agents.parse(user_agent);
+        let geo = self.geo.lookup(facts.ip);
+        let page = urls::page(&beacon.url, &site.query_allowlist);
+        let referrer = beacon.referrer.as_deref().map(urls::referrer).unwrap_or_default();
+        let kind = beacon.kind.0;
+
+        // Anonymous mode keeps neither pseudonym and no troubleshooting row (section 7).
+        let anonymous = facts.do_not_track;
+        let visitor_id = if anonymous { 0 } else { keys.visitor_id(&site.config.id, facts.ip, user_agent) };
+        let cookie_id = match (&self.cookie_key, site.config.cookie_mode, anonymous) {
+            (Some(key), true, false) => beacon
+                .sid
+                .as_deref()
+                .or(facts.cookie)
+                .map_or(0, |cookie| key.cookie_id(&site.config.id, cookie)),
+            _ => 0,
+        };
+        let date = day_number(facts.received_at);
+
+        let audience = (!agent.is_crawler && matches!(kind, EventType::Pageview | EventType::Event)).then(|| {
+            let (prop_keys, prop_values) = beacon.props.iter().cloned().unzip();
+            AudienceRow {
+                date,
+                ts: facts.received_at,
+                site: site.config.id.clone(),
+                r#type: kind,
+                visitor_id,
+                cookie_id,
+                host: page.host.clone(),
+                path: page.path.clone(),
+                query: page.query,
+                utm_source: page.utm.source,
+                utm_medium: page.utm.medium,
+                utm_campaign: page.utm.campaign,
+                utm_term: page.utm.term,
+                utm_content: page.utm.content,
+                ref_host: referrer.host.clone(),
+                ref_path: referrer.path.clone(),
+                name: beacon.name.clone().unwrap_or_default(),
+                prop_keys,
+                prop_values,
+                browser: agent.browser.clone(),
+                browser_version: agent.browser_version.clone(),
+                os: agent.os.clone(),
+                os_version: agent.os_version.clone(),
+                device: agent.device.clone(),
+                country: geo.country.clone(),
+                region: geo.region.clone(),
+                city: geo.city.clone(),
+                screen_width: beacon.screen_width.unwrap_or(0),
+                lang: beacon.lang.clone().unwrap_or_default(),
+            }
+        });
+
+        let troubleshooting = (!anonymous).then(|| {
+            let error = beacon.error.unwrap_or_default();
+            let t = beacon.timing;
+            TroubleshootingRow {
+                date,
+                ts: facts.received_at,
+                site: site.config.id.clone(),
+                r#type: kind,
+                is_bot: u8::from(agent.is_crawler),
+                visitor_id,
+                cookie_id,
+                ip_id: keys.ip_id(facts.ip),
+                network: network_prefix(facts.ip, self.ipv4_prefix_len, self.ipv6_prefix_len),
+                asn: geo.asn,
+                as_org: geo.as_org,
+                country: geo.country,
+                host: page.host,
+                path: page.path,
+                ref_host: referrer.host,
+                ref_path: referrer.path,
+                name: beacon.name.unwrap_or_default(),
+                user_agent: user_agent.to_owned(),
+                browser: agent.browser.clone(),
+                browser_version: agent.browser_version.clone(),
+                os: agent.os.clone(),
+                os_version: agent.os_version.clone(),
+                device: agent.device.clone(),
+                ttfb_ms: t.ttfb_ms,
+                fcp_ms: t.fcp_ms,
+                dcl_ms: t.dcl_ms,
+                load_ms: t.load_ms,
+                lcp_ms: t.lcp_ms,
+                inp_ms: t.inp_ms,
+                cls: t.cls,
+                error_message: error.message,
+                error_source: error.source,
+                error_line: error.line,
+                error_col: error.col,
+                error_stack: error.stack,
+            }
+        });
+
+        Outcome::Store { rows: Pseudonymised { audience, troubleshooting }, is_bot: agent.is_crawler, ua_cache_hit }
+    }
+}
+
+fn truncate(s: &str, max_bytes: usize) -> &str {
+    if s.len() <= max_bytes {
+        return s;
+    }
+    let end = (0..=max_bytes).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::beacon;
+
+    const CHROME: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/121.0.0.0 Safari/537.36";
+    const BOT: &str = "Mozilla/5.0 (compatible; YandexBot/3.0; +http://yandex.com/bots)";
+
+    fn pipeline() -> Pipeline {
+        Pipeline {
+            agents: AgentParser::new(64),
+            geo: GeoDb::open(None, None).unwrap(),
+            cookie_key: CookieKey::from_material(&[9; 32]),
+            ipv4_prefix_len: 24,
+            ipv6_prefix_len: 48,
+        }
+    }
+
+    fn site(cookie_mode: bool, do_not_track: DoNotTrack) -> Site {
+        let config: SiteConfig = toml::from_str(&format!(
+            "id = \"s\"\nallowed_hosts = [\"a.ru\"]\ncookie_mode = {cookie_mode}\ndo_not_track = \"{}\"",
+            if do_not_track == DoNotTrack::Drop { "drop" } else { "anonymous" }
+        ))
+        .unwrap();
+        Site { config, query_allowlist: Vec::new() }
+    }
+
+    fn facts(user_agent: &str, do_not_track: bool) -> RequestFacts<'_> {
+        RequestFacts { ip: "198.51.100.23".parse().unwrap(), user_agent, cookie: Some("c00kie"), do_not_track, received_at: 1_764_000_000 }
+    }
+
+    fn run(body: &str, facts: RequestFacts<'_>, site: &Site) -> Outcome {
+        pipeline().process(beacon::from_json(body.as_bytes()).unwrap(), facts, site, &SaltKeys::derive(&[1; 32]))
+    }
+
+    fn rows(outcome: Outcome) -> (Option<AudienceRow>, Option<TroubleshootingRow>) {
+        match outcome {
+            Outcome::Store { rows, .. } => rows.into_parts(),
+            Outcome::DroppedDoNotTrack => panic!("dropped"),
+        }
+    }
+
+    const PAGEVIEW: &str = r#"{"site":"s","url":"https://a.ru/accounts/12345678?utm_source=x&sid=1","ref":"https://ya.ru/search?q=1"}"#;
+
+    #[test]
+    fn pageview_goes_to_both_stores_without_raw_identifiers() {
+        let (a, t) = rows(run(PAGEVIEW, facts(CHROME, false), &site(false, DoNotTrack::Anonymous)));
+        let (a, t) = (a.unwrap(), t.unwrap());
+        assert_eq!((a.path.as_str(), a.utm_source.as_str(), a.ref_host.as_str()), ("/accounts/:id", "x", "ya.ru"));
+        assert_ne!(a.visitor_id, 0);
+        assert_eq!(a.cookie_id, 0, "cookie mode is off");
+        assert_eq!(t.network, "198.51.100.0/24");
+        assert_eq!(a.date, 20_416);
+        let debug = format!("{a:?}{t:?}");
+        assert!(!debug.contains("198.51.100.23") && !debug.contains("c00kie"));
+    }
+
+    #[test]
+    fn bots_are_kept_out_of_the_audience_store() {
+        let (a, t) = rows(run(PAGEVIEW, facts(BOT, false), &site(false, DoNotTrack::Anonymous)));
+        assert!(a.is_none());
+        assert_eq!(t.unwrap().is_bot, 1);
+    }
+
+    #[test]
+    fn cookie_mode_pseudonymises_the_cookie() {
+        let (a, _) = rows(run(PAGEVIEW, facts(CHROME, false), &site(true, DoNotTrack::Anonymous)));
+        assert_eq!(a.unwrap().cookie_id, CookieKey::from_material(&[9; 32]).unwrap().cookie_id("s", "c00kie"));
+    }
+
+    #[test]
+    fn do_not_track_counts_anonymously_or_drops() {
+        let (a, t) = rows(run(PAGEVIEW, facts(CHROME, true), &site(true, DoNotTrack::Anonymous)));
+        let a = a.unwrap();
+        assert_eq!((a.visitor_id, a.cookie_id), (0, 0));
+        assert!(t.is_none());
+        assert!(matches!(run(PAGEVIEW, facts(CHROME, true), &site(false, DoNotTrack::Drop)), Outcome::DroppedDoNotTrack));
+    }
+
+    #[test]
+    fn timing_and_errors_are_troubleshooting_only() {
+        let (a, t) = rows(run(
+            r#"{"site":"s","type":"timing","url":"https://a.ru/","t":{"lcp":1200}}"#,
+            facts(CHROME, false),
+            &site(false, DoNotTrack::Anonymous),
+        ));
+        assert!(a.is_none());
+        assert_eq!(t.unwrap().lcp_ms, Some(1200));
+    }
+}

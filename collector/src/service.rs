@@ -1,0 +1,200 @@
+//! The HTTP service: the shared state, the layer stack built in one function, and the accept
+//! loop with graceful shutdown.
+
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    net::{IpAddr, SocketAddr},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    server::graceful::GracefulShutdown,
+    service::TowerToHyperService,
+};
+use ipnet::IpNet;
+use tokio::net::TcpListener;
+use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
+
+use crate::{
+    config::{MAX_BODY_BYTES, ServerConfig},
+    handlers,
+    metrics::Metrics,
+    pipeline::{Pipeline, Site},
+    respond::{Body, RejectedFor, Rejection},
+    salts::SharedSalts,
+    sink::SinkHandle,
+    snippet::Snippet,
+};
+
+/// Everything a request may read. Built once; shared immutably (salts swap atomically).
+pub struct App {
+    pub sites: HashMap<String, Site>,
+    pub pipeline: Pipeline,
+    pub salts: SharedSalts,
+    pub sink: SinkHandle,
+    pub metrics: Arc<Metrics>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub snippet: Snippet,
+    pub shutting_down: AtomicBool,
+    /// Unix seconds; a function so that tests of the pure parts never read the clock.
+    pub clock: fn() -> u32,
+}
+
+/// The peer address, attached to each request by the accept loop.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub IpAddr);
+
+/// The endpoint a path belongs to: a bounded metrics label.
+pub fn endpoint_of(path: &str) -> &'static str {
+    match path {
+        "/api/event" => "event",
+        "/api/event.gif" => "event_gif",
+        "/script.js" => "script",
+        "/healthz" => "healthz",
+        "/readyz" => "readyz",
+        "/metrics" => "metrics",
+        _ => "other",
+    }
+}
+
+/// The layer stack, outermost first. Errors of every layer become responses in
+/// [`Rejection::from_layer_error`]; metrics are recorded once, around all of it.
+pub fn build_service(
+    app: Arc<App>,
+    config: &ServerConfig,
+) -> impl Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send> + Clone + Send + 'static {
+    let stack = ServiceBuilder::new()
+        // 1. Body cap: a declared body over the limit is refused before it is read.
+        .filter(body_cap as fn(Request<Incoming>) -> Result<Request<Incoming>, BoxError>)
+        // 2. Load shedding over 3. a concurrency limit: past the limit, answer 503 at once.
+        .load_shed()
+        .concurrency_limit(config.max_concurrent_requests)
+        // 4. Timeout for the whole handling of one request.
+        .timeout(Duration::from_millis(config.request_timeout_ms))
+        // 5. The handler.
+        .service_fn({
+            let app = app.clone();
+            move |request| {
+                let app = app.clone();
+                async move { Ok::<_, BoxError>(handlers::route(&app, request).await) }
+            }
+        })
+        // Boxed so the stack has one nameable, `Send` type to clone per connection.
+        .boxed_clone();
+
+    tower::service_fn(move |request: Request<Incoming>| {
+        let stack = stack.clone();
+        let app = app.clone();
+        async move {
+            let endpoint = endpoint_of(request.uri().path());
+            let started = Instant::now();
+            let response = stack
+                .oneshot(request)
+                .await
+                .unwrap_or_else(|error| Rejection::from_layer_error(error).into_response());
+            record(&app.metrics, endpoint, &response, started);
+            Ok::<_, Infallible>(response)
+        }
+    })
+}
+
+/// Refuses a declared body over the limit before any of it is read.
+fn body_cap(request: Request<Incoming>) -> Result<Request<Incoming>, BoxError> {
+    let declared = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > MAX_BODY_BYTES as u64 => Err(Box::new(Rejection::PayloadTooLarge)),
+        _ => Ok(request),
+    }
+}
+
+fn record(metrics: &Metrics, endpoint: &'static str, response: &Response<Body>, started: Instant) {
+    metrics.http_requests.with_label_values(&[endpoint, response.status().as_str()]).inc();
+    metrics.http_request_duration.with_label_values(&[endpoint]).observe(started.elapsed().as_secs_f64());
+    if let (Some(RejectedFor(reason)), "event" | "event_gif") = (response.extensions().get::<RejectedFor>(), endpoint) {
+        metrics.beacons_rejected.with_label_values(&[reason]).inc();
+    }
+}
+
+/// Longest wait for a request's headers: slow clients cannot hold connections open.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head (request line and headers) read.
+const MAX_HEAD_BYTES: usize = 32 * 1024;
+
+/// Serves until `shutdown` resolves, then stops accepting, lets requests in flight finish
+/// (up to `grace`), and returns.
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    config: &ServerConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+    grace: Duration,
+) {
+    let service = build_service(app.clone(), config);
+    let graceful = GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_buf_size(MAX_HEAD_BYTES);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Usually out of file descriptors: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service.clone().map_request(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(Peer(SocketAddr::ip(&peer)));
+            request
+        });
+        let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            // Client disconnects and malformed requests end here; they carry no data worth
+            // logging, and the peer address must not be logged.
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+    app.shutting_down.store(true, Ordering::SeqCst);
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!("connections still open after the shutdown grace period; closing them");
+    }
+}
+
+/// `/readyz`: salts for now are loaded, the sink takes work, and we are not shutting down.
+pub fn readiness(app: &App) -> Result<(), &'static str> {
+    if app.shutting_down.load(Ordering::SeqCst) {
+        return Err("shutting down");
+    }
+    if app.salts.load().keys_at((app.clock)()).is_none() {
+        return Err("no salt loaded for the current period");
+    }
+    if !app.sink.accepts_work() {
+        return Err("the sink's queue is full");
+    }
+    Ok(())
+}
+
+pub fn status_text(status: StatusCode, text: &'static str) -> Response<Body> {
+    crate::respond::text(status, "text/plain; charset=utf-8", text)
+}

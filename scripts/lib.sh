@@ -1,0 +1,78 @@
+# shellcheck shell=bash
+# Shared helpers for scripts/*.sh. Source it; it sets no shell options of its own.
+#   ROOT  repository root (found from this file's location, so any cwd and any clone path work)
+#   WORK  $ROOT/.work: all runtime state (gitignored)
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+WORK="$ROOT/.work"
+VENV="$WORK/venv"
+export ROOT WORK VENV
+
+log() { printf '[%s] %s\n' "$(basename "$0")" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+_APT_UPDATED=""
+# ensure_apt PKG...: install the Debian packages that are missing; `apt-get update` at most once
+# per run, and only when something has to be installed.
+ensure_apt() {
+    local missing=() pkg
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
+            || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    if [ -z "$_APT_UPDATED" ]; then
+        log "apt-get update"
+        $sudo apt-get update -qq >&2
+        _APT_UPDATED=1
+    fi
+    log "apt-get install ${missing[*]}"
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+}
+
+# ensure_venv: $VENV with scripts/requirements.txt installed. A stamp holding a copy of the
+# requirements makes this a no-op until the file changes.
+ensure_venv() {
+    local req="$ROOT/scripts/requirements.txt" stamp="$VENV/.requirements.installed"
+    # bin/pip appears only once venv creation has fully succeeded; otherwise start over.
+    if [ ! -x "$VENV/bin/pip" ]; then
+        command -v python3 >/dev/null || ensure_apt python3
+        # Debian's python3 lacks ensurepip (so `-m venv` fails) until python3-venv is installed.
+        python3 -c 'import ensurepip, venv' 2>/dev/null || ensure_apt python3-venv
+        log "creating venv $VENV"
+        mkdir -p "$WORK"
+        python3 -m venv --clear "$VENV" >&2
+    fi
+    if ! cmp -s "$req" "$stamp"; then
+        log "pip install -r scripts/requirements.txt"
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$req" >&2
+        cp "$req" "$stamp"
+    fi
+}
+
+# free_port: print a TCP port on 127.0.0.1 that was free a moment ago.
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# port_free PORT: succeed if nothing listens on 127.0.0.1:PORT. SO_REUSEADDR, as servers set
+# it, so that connections of a just-stopped server in TIME_WAIT don't count.
+port_free() {
+    python3 - "$1" <<'PY'
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(1)
+PY
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    echo "lib.sh is sourced by the other scripts: source scripts/lib.sh; then use"
+    echo "  \$ROOT \$WORK \$VENV, log MSG, die MSG, ensure_apt PKG..., ensure_venv, free_port, port_free PORT"
+    exit 0
+fi

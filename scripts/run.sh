@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The run command: ClickHouse, the schema, the collector and a demo page that embeds the
+# snippet. Views of the demo page land in ClickHouse; Ctrl-C stops everything.
+#   ClickHouse  http://127.0.0.1:18123   (data in .work/clickhouse/demo)
+#   collector   http://127.0.0.1:18080   (config/collector.toml)
+#   demo page   http://127.0.0.1:18000/  (demo/index.html)
+# usage: scripts/run.sh
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+case "${1:-}" in -h|--help) sed -n '2,7s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
+
+command -v cargo >/dev/null || die "cargo is not installed: install Rust (https://rustup.rs) first"
+command -v cc >/dev/null || ensure_apt build-essential
+for port in 18080 18000; do port_free "$port" || die "port $port is in use: stop whatever listens there"; done
+
+"$ROOT/scripts/geoip.sh"
+cd "$ROOT"
+cargo build --release --bins --locked
+AGGREGATOR=(target/release/aggregator --config config/aggregator.toml)
+
+pids=()
+cleanup() {
+    trap - INT TERM EXIT
+    log "stopping"
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    "$ROOT/scripts/clickhouse.sh" stop --name demo >/dev/null || true
+}
+trap cleanup INT TERM EXIT
+
+"$ROOT/scripts/clickhouse.sh" start --name demo >/dev/null
+"${AGGREGATOR[@]}" migrate
+
+target/release/collector --config config/collector.toml &
+pids+=($!)
+# Salts for the next period are created ahead of time; refreshing hourly keeps a long-running
+# demo collecting across midnight.
+(while sleep 3600; do "${AGGREGATOR[@]}" salts || true; done) &
+pids+=($!)
+python3 -m http.server 18000 --bind 127.0.0.1 --directory "$ROOT/demo" >/dev/null 2>&1 &
+pids+=($!)
+
+cat >&2 <<MSG
+
+  webstats is running.
+  Open http://127.0.0.1:18000/ (each view lands in ClickHouse within a second), then:
+    ${AGGREGATOR[*]} stats --site demo
+  Metrics: http://127.0.0.1:18080/metrics    Ctrl-C stops everything.
+
+MSG
+wait "${pids[0]}"

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The test command: sets up real components and runs every test.
+#   1. GeoIP databases (scripts/geoip.sh) and the Python venv (chdb-core)
+#   2. a ClickHouse 18.16 server of its own, fresh data directory, free ports
+#   3. builds the workspace, checks the schema on current ClickHouse (scripts/chdb-check.sh)
+#   4. cargo test --workspace against the server; stops the server on exit
+# usage: scripts/test.sh [-- CARGO_TEST_ARGS...]
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+case "${1:-}" in
+    -h|--help) sed -n '2,7s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    --) shift ;;
+esac
+
+command -v cargo >/dev/null || die "cargo is not installed: install Rust (https://rustup.rs) first"
+command -v cc >/dev/null || ensure_apt build-essential
+
+"$ROOT/scripts/geoip.sh"
+ensure_venv
+
+# A server of the test run's own: a fresh data directory, so the privacy scan reads only what
+# this run wrote, and ports picked now, so a running demo does not collide.
+name=test
+"$ROOT/scripts/clickhouse.sh" stop --name "$name" >/dev/null 2>&1 || true
+rm -rf "$WORK/clickhouse/$name"
+http_port="$(free_port)"
+tcp_port="$(free_port)"
+"$ROOT/scripts/clickhouse.sh" start --name "$name" --http-port "$http_port" --tcp-port "$tcp_port" >/dev/null
+trap '"$ROOT/scripts/clickhouse.sh" stop --name "$name" >/dev/null 2>&1 || true' EXIT
+
+cd "$ROOT"
+log "cargo build"
+cargo build --workspace --bins --tests --locked
+
+log "schema and dashboard SQL on current ClickHouse (chdb-core)"
+"$ROOT/scripts/chdb-check.sh"
+
+export WEBSTATS_TEST_CLICKHOUSE_URL="http://127.0.0.1:$http_port"
+export WEBSTATS_TEST_CLICKHOUSE_DIR="$WORK/clickhouse/$name"
+export WEBSTATS_TEST_GEOIP_DIR="$WORK/geoip"
+log "cargo test (ClickHouse 18.16 at $WEBSTATS_TEST_CLICKHOUSE_URL)"
+cargo test --workspace --locked "$@"

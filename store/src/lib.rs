@@ -1,0 +1,20 @@
+//! The contract between the collector, ClickHouse and the aggregator.
+//!
+//! Everything both sides must agree on lives here and only here: how to connect
+//! ([`ClickHouseConfig`]), what the databases are called ([`Databases`]), the columns of every
+//! table ([`AudienceRow`], [`TroubleshootingRow`], [`SaltRow`], kept in step with the
+//! migrations by a test against a real server), and the versioned migrations themselves
+//! ([`MIGRATIONS`]). The crate does no I/O of its own beyond building a client.
+
+mod config;
+mod databases;
+mod migrations;
+pub mod pseudonym;
+mod rows;
+
+pub use crate::{
+    config::{ClickHouseConfig, ConfigProblem},
+    databases::{Databases, InvalidPrefix},
+    migrations::{MIGRATIONS, Migration, split_statements},
+    rows::{AudienceRow, EventType, SaltRow, TroubleshootingRow, day_number},
+};

@@ -1,0 +1,71 @@
+/// One versioned schema change. Versions only grow; an applied migration is never edited,
+/// because the aggregator records its checksum and refuses to run against a changed history.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub version: u32,
+    pub name: &'static str,
+    /// SQL with `{audience}`, `{troubleshooting}` and `{meta}` placeholders; statements end
+    /// with `;` at the end of a line.
+    pub sql: &'static str,
+}
+
+/// Every migration, in order.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "stores",
+    sql: include_str!("../migrations/0001_stores.sql"),
+}];
+
+/// Splits a migration into statements: drops `--` comment lines and splits on a `;` that ends
+/// a line. Migrations are our own files, so this simple rule is all they need.
+pub fn split_statements(sql: &str) -> Vec<String> {
+    let mut statements = Vec::new();
+    let mut current = String::new();
+    for line in sql.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with("--") || trimmed.is_empty() {
+            continue;
+        }
+        current.push_str(line);
+        current.push('\n');
+        if trimmed.ends_with(';') {
+            let statement = current.trim().trim_end_matches(';').trim().to_owned();
+            statements.push(statement);
+            current.clear();
+        }
+    }
+    if !current.trim().is_empty() {
+        statements.push(current.trim().to_owned());
+    }
+    statements
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_strictly_increasing() {
+        assert!(MIGRATIONS.windows(2).all(|w| w[0].version < w[1].version));
+        assert_eq!(MIGRATIONS[0].version, 1);
+    }
+
+    #[test]
+    fn splits_on_line_final_semicolons_and_skips_comments() {
+        let sql = "-- c\nCREATE DATABASE a;\n\nCREATE TABLE t\n(\n  x String -- y;z\n)\nENGINE = Log;\n";
+        assert_eq!(
+            split_statements(sql),
+            vec!["CREATE DATABASE a", "CREATE TABLE t\n(\n  x String -- y;z\n)\nENGINE = Log"]
+        );
+    }
+
+    #[test]
+    fn every_migration_statement_uses_only_known_placeholders() {
+        let db = crate::Databases::new("p").unwrap();
+        for m in MIGRATIONS {
+            for s in split_statements(&db.render(m.sql)) {
+                assert!(!s.contains('{') && !s.contains('}'), "unrendered placeholder in {s}");
+            }
+        }
+    }
+}
