@@ -1,9 +1,9 @@
 //! The aggregator's typed configuration, validated as a whole before any I/O.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
-use store::{ClickHouseConfig, ConfigProblem};
+use store::{ClickHouseConfig, ConfigProblem, LoadError};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,24 +28,11 @@ impl Default for SaltsConfig {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("config file {path} is not valid TOML for the aggregator: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("config file {path} has {} problem(s):\n  {}", .problems.len(),
-        .problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
-    Invalid { path: PathBuf, problems: Vec<ConfigProblem> },
-}
-
 impl Config {
     pub fn load(path: &Path) -> Result<Self, LoadError> {
-        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
-        let config: Config =
-            toml::from_str(&text).map_err(|e| LoadError::Parse { path: path.to_owned(), message: e.to_string() })?;
-        let problems = config.problems();
-        if problems.is_empty() { Ok(config) } else { Err(LoadError::Invalid { path: path.to_owned(), problems }) }
+        let config: Config = store::load_toml(path, "aggregator")?;
+        store::check_config(path, config.problems())?;
+        Ok(config)
     }
 
     pub fn problems(&self) -> Vec<ConfigProblem> {

@@ -9,7 +9,7 @@ mod salts;
 mod stats;
 
 pub use crate::{
-    config::{Config, LoadError, SaltsConfig},
+    config::{Config, SaltsConfig},
     migrate::{MigrateError, Report as MigrateReport, migrate},
     salts::{SaltError, ensure as ensure_salts, period_start},
     stats::{PageStats, Stats, stats},

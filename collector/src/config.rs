@@ -9,7 +9,7 @@ use std::{
 
 use ipnet::IpNet;
 use serde::Deserialize;
-use store::{ClickHouseConfig, ConfigProblem};
+use store::{ClickHouseConfig, ConfigProblem, LoadError};
 
 /// The beacon API's body limit (beacon-api.md), after decompression too. Not configurable:
 /// it is part of the public contract.
@@ -194,31 +194,13 @@ pub enum DoNotTrack {
     Drop,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("config file {path} is not valid TOML for the collector: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("config file {path} has {} problem(s):\n  {}", .problems.len(),
-        .problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
-    Invalid { path: PathBuf, problems: Vec<ConfigProblem> },
-}
-
 impl Config {
     /// Reads, parses and validates; relative paths are resolved against the file's folder.
     pub fn load(path: &Path) -> Result<Self, LoadError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
-        let mut config: Config = toml::from_str(&text)
-            .map_err(|e| LoadError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        let mut config: Config = store::load_toml(path, "collector")?;
         config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
-        let problems = config.problems();
-        if problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(LoadError::Invalid { path: path.to_owned(), problems })
-        }
+        store::check_config(path, config.problems())?;
+        Ok(config)
     }
 
     fn resolve_paths(&mut self, base: &Path) {

@@ -24,5 +24,5 @@ mod urls;
 
 pub use crate::{
     app::run,
-    config::{Config, LoadError, MAX_BODY_BYTES},
+    config::{Config, MAX_BODY_BYTES},
 };

@@ -1,4 +1,7 @@
-use std::time::Duration;
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use serde::Deserialize;
 
@@ -68,6 +71,30 @@ impl std::fmt::Display for ConfigProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.key, self.message)
     }
+}
+
+/// Why a configuration file could not be used. Both binaries load TOML through
+/// [`load_toml`] and report problems through [`LoadError::Invalid`].
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not a valid {program} configuration: {message}")]
+    Parse { path: PathBuf, program: &'static str, message: String },
+    #[error("config file {path} has {} problem(s):\n  {}", .problems.len(),
+        .problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    Invalid { path: PathBuf, problems: Vec<ConfigProblem> },
+}
+
+/// Reads and parses a TOML file into `T`; validation is the caller's next step.
+pub fn load_toml<T: serde::de::DeserializeOwned>(path: &Path, program: &'static str) -> Result<T, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+    toml::from_str(&text).map_err(|e| LoadError::Parse { path: path.to_owned(), program, message: e.to_string() })
+}
+
+/// `Ok(())` when there are no problems, else [`LoadError::Invalid`].
+pub fn check(path: &Path, problems: Vec<ConfigProblem>) -> Result<(), LoadError> {
+    if problems.is_empty() { Ok(()) } else { Err(LoadError::Invalid { path: path.to_owned(), problems }) }
 }
 
 impl ClickHouseConfig {

@@ -13,7 +13,7 @@ pub mod pseudonym;
 mod rows;
 
 pub use crate::{
-    config::{ClickHouseConfig, ConfigProblem},
+    config::{ClickHouseConfig, ConfigProblem, LoadError, check as check_config, load_toml},
     databases::{Databases, InvalidPrefix},
     migrations::{MIGRATIONS, Migration, split_statements},
     rows::{AudienceRow, EventType, SaltRow, TroubleshootingRow, day_number},
