@@ -6,7 +6,8 @@
 # usage: chdb-check.sh
 #   AGGREGATOR  aggregator binary (default: target/debug/aggregator; build it first)
 # Steps: start the shim on a free port with a fresh data directory, `aggregator migrate`
-# twice (the second run proves migrations are idempotent), then every dashboards/**/*.sql,
+# twice (the second run proves migrations are idempotent), `aggregator stats` (the report
+# queries), then every dashboards/**/*.sql,
 # statement by statement, with {prefix} replaced by "chdbcheck". Exits non-zero on the first
 # failure. The shim's log is printed when something fails.
 set -euo pipefail
@@ -66,6 +67,9 @@ for run in 1 2; do
     log "aggregator migrate (run $run)"
     "$AGGREGATOR" --config "$tmp/aggregator.toml" migrate || die "aggregator migrate failed (run $run)"
 done
+# The report queries, on the empty tables the migrations made.
+"$AGGREGATOR" --config "$tmp/aggregator.toml" stats --site chdbcheck --json >/dev/null \
+    || die "aggregator stats failed"
 
 mapfile -t dashboards < <(find "$ROOT/dashboards" -name '*.sql' -type f 2>/dev/null | sort)
 if [ ${#dashboards[@]} -eq 0 ]; then

@@ -52,6 +52,11 @@ ensure_venv() {
     fi
 }
 
+# ensure_python: python3 (the port helpers and the demo page server use it).
+ensure_python() {
+    command -v python3 >/dev/null || ensure_apt python3
+}
+
 # free_port: print a TCP port on 127.0.0.1 that was free a moment ago.
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -73,6 +78,6 @@ PY
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     echo "lib.sh is sourced by the other scripts: source scripts/lib.sh; then use"
-    echo "  \$ROOT \$WORK \$VENV, log MSG, die MSG, ensure_apt PKG..., ensure_venv, free_port, port_free PORT"
+    echo "  \$ROOT \$WORK \$VENV, log MSG, die MSG, ensure_apt PKG..., ensure_venv, ensure_python, free_port, port_free PORT"
     exit 0
 fi

@@ -12,6 +12,7 @@ case "${1:-}" in -h|--help) sed -n '2,7s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
 
 command -v cargo >/dev/null || die "cargo is not installed: install Rust (https://rustup.rs) first"
 command -v cc >/dev/null || ensure_apt build-essential
+ensure_python
 for port in 18080 18000; do port_free "$port" || die "port $port is in use: stop whatever listens there"; done
 
 "$ROOT/scripts/geoip.sh"

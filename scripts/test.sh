@@ -15,6 +15,7 @@ esac
 
 command -v cargo >/dev/null || die "cargo is not installed: install Rust (https://rustup.rs) first"
 command -v cc >/dev/null || ensure_apt build-essential
+ensure_python
 
 "$ROOT/scripts/geoip.sh"
 ensure_venv
@@ -31,7 +32,7 @@ trap '"$ROOT/scripts/clickhouse.sh" stop --name "$name" >/dev/null 2>&1 || true'
 
 cd "$ROOT"
 log "cargo build"
-cargo build --workspace --bins --tests --locked
+cargo build --workspace --all-targets --locked
 
 log "schema and dashboard SQL on current ClickHouse (chdb-core)"
 "$ROOT/scripts/chdb-check.sh"
@@ -40,4 +41,4 @@ export WEBSTATS_TEST_CLICKHOUSE_URL="http://127.0.0.1:$http_port"
 export WEBSTATS_TEST_CLICKHOUSE_DIR="$WORK/clickhouse/$name"
 export WEBSTATS_TEST_GEOIP_DIR="$WORK/geoip"
 log "cargo test (ClickHouse 18.16 at $WEBSTATS_TEST_CLICKHOUSE_URL)"
-cargo test --workspace --locked "$@"
+cargo test --workspace --all-targets --locked "$@"

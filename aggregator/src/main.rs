@@ -10,7 +10,7 @@ use clickhouse::Compression;
 
 /// The webstats aggregator: owns the ClickHouse schema, the salts, and reports.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Configuration file (TOML); see config/aggregator.toml for every key.
     #[arg(short, long, env = "WEBSTATS_AGGREGATOR_CONFIG", default_value = "config/aggregator.toml", global = true)]

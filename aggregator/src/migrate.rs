@@ -3,17 +3,8 @@
 //! skipped, and every statement is `IF NOT EXISTS` so a run interrupted mid-migration can be
 //! repeated.
 
-use serde::{Deserialize, Serialize};
-use clickhouse::{Client, Row};
-use store::{Databases, MIGRATIONS, Migration, split_statements};
-
-#[derive(Debug, Row, Serialize, Deserialize)]
-struct AppliedMigration {
-    version: u32,
-    name: String,
-    checksum: String,
-    applied_at: u32,
-}
+use clickhouse::Client;
+use store::{BOOTSTRAP, Databases, MIGRATIONS, Migration, MigrationRow, split_statements};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
@@ -35,16 +26,10 @@ pub struct Report {
 
 pub async fn migrate(client: &Client, databases: &Databases, now: u32) -> Result<Report, MigrateError> {
     let table = databases.migrations();
-    execute(client, &format!("CREATE DATABASE IF NOT EXISTS {}", databases.meta())).await?;
-    execute(
-        client,
-        &format!(
-            "CREATE TABLE IF NOT EXISTS {table} (version UInt32, name String, checksum String, applied_at DateTime('UTC')) \
-             ENGINE = MergeTree ORDER BY version"
-        ),
-    )
-    .await?;
-    let applied: Vec<AppliedMigration> = client
+    for statement in split_statements(&databases.render(BOOTSTRAP)) {
+        execute(client, &statement).await?;
+    }
+    let applied: Vec<MigrationRow> = client
         .query(&format!("SELECT ?fields FROM {table} ORDER BY version"))
         .fetch_all()
         .await
@@ -69,7 +54,7 @@ pub async fn migrate(client: &Client, databases: &Databases, now: u32) -> Result
         for statement in split_statements(&databases.render(migration.sql)) {
             execute(client, &statement).await?;
         }
-        let record = AppliedMigration { version: migration.version, name: migration.name.to_owned(), checksum: current, applied_at: now };
+        let record = MigrationRow { version: migration.version, name: migration.name.to_owned(), checksum: current, applied_at: now };
         insert_record(client, &table, &record)
             .await
             .map_err(|source| MigrateError::ClickHouse { what: format!("recording migration {}", migration.version), source })?;
@@ -79,8 +64,8 @@ pub async fn migrate(client: &Client, databases: &Databases, now: u32) -> Result
     Ok(report)
 }
 
-async fn insert_record(client: &Client, table: &str, record: &AppliedMigration) -> Result<(), clickhouse::error::Error> {
-    let mut insert = client.insert_unescaped::<AppliedMigration>(table).await?;
+async fn insert_record(client: &Client, table: &str, record: &MigrationRow) -> Result<(), clickhouse::error::Error> {
+    let mut insert = client.insert_unescaped::<MigrationRow>(table).await?;
     insert.write(record).await?;
     insert.end().await
 }

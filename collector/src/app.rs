@@ -16,7 +16,7 @@ use store::pseudonym::CookieKey;
 use tokio::net::TcpListener;
 
 use crate::{
-    config::{Config, DEFAULT_QUERY_ALLOWLIST, PrivacyConfig},
+    config::{Config, DEFAULT_QUERY_ALLOWLIST},
     enrich::{AgentParser, GeoDb},
     metrics::Metrics,
     pipeline::{Pipeline, Site},
@@ -32,7 +32,12 @@ const AGENT_CACHE_CAPACITY: usize = 20_000;
 /// Runs the collector until `shutdown` resolves, then drains and flushes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let geo = GeoDb::open(config.geoip.location_db.as_deref(), config.geoip.asn_db.as_deref())?;
-    let cookie_key = if config.sites.iter().any(|s| s.cookie_mode) { Some(read_cookie_key(&config.privacy)?) } else { None };
+    let cookie_key = if config.sites.iter().any(|s| s.cookie_mode) {
+        let material = config.privacy.cookie_key_material().map_err(|(key, message)| anyhow::anyhow!("{key}: {message}"))?;
+        Some(CookieKey::from_material(&material).context("the cookie key must be at least 32 bytes")?)
+    } else {
+        None
+    };
     let metrics = Arc::new(Metrics::new());
     let databases = config.clickhouse.databases();
     let client = config.clickhouse.client(Compression::Lz4);
@@ -44,9 +49,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         salts.clone(),
         metrics.clone(),
         Duration::from_secs(config.salts.refresh_interval_s),
+        config.clickhouse.request_timeout(),
         unix_now,
     ));
-    let (sink_handle, sink) = Sink::spawn(client, &databases, config.sink.clone(), metrics.clone());
+    let (sink_handle, sink) =
+        Sink::spawn(client, &databases, config.sink.clone(), config.clickhouse.request_timeout(), metrics.clone());
 
     let sites = config
         .sites
@@ -95,16 +102,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     }
     tracing::info!("collector stopped cleanly");
     Ok(())
-}
-
-fn read_cookie_key(privacy: &PrivacyConfig) -> anyhow::Result<CookieKey> {
-    let material = match &privacy.cookie_key_file {
-        Some(path) => std::fs::read(path).with_context(|| format!("cannot read privacy.cookie_key_file {}", path.display()))?,
-        None => std::env::var(&privacy.cookie_key_env)
-            .with_context(|| format!("environment variable {} is not set", privacy.cookie_key_env))?
-            .into_bytes(),
-    };
-    CookieKey::from_material(material.trim_ascii()).context("the cookie key must be at least 32 bytes")
 }
 
 fn unix_now() -> u32 {

@@ -4,6 +4,7 @@
 
 use serde_json::{Map, Value};
 use store::EventType;
+use url::Url;
 
 const MAX_URL_CHARS: usize = 4_096;
 const MAX_NAME_CHARS: usize = 200;
@@ -16,13 +17,13 @@ const MAX_ERROR_MESSAGE_CHARS: usize = 1_000;
 const MAX_ERROR_SOURCE_CHARS: usize = 1_000;
 const MAX_ERROR_STACK_CHARS: usize = 4_000;
 
-/// A validated beacon. URLs are still raw here; URL hygiene reduces them later.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// A validated beacon. URLs are parsed but not yet reduced; URL hygiene does that later.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Beacon {
     pub site: String,
     pub kind: Kind,
-    pub url: String,
-    pub referrer: Option<String>,
+    pub url: Url,
+    pub referrer: Option<Url>,
     pub name: Option<String>,
     pub props: Vec<(String, String)>,
     pub screen_width: Option<u16>,
@@ -123,14 +124,10 @@ fn from_map(map: &Map<String, Value>) -> Result<Beacon, BeaconError> {
         Some("error") => EventType::Error,
         Some(_) => return Err(err("type", "must be one of pageview, event, timing, error")),
     };
-    let url = required_str(map, "url")?;
-    check_absolute_url("url", url)?;
+    let url = absolute_url("url", required_str(map, "url")?)?;
     let referrer = match optional_str(map, "ref")? {
         None | Some("") => None,
-        Some(r) => {
-            check_absolute_url("ref", r)?;
-            Some(r.to_owned())
-        }
+        Some(r) => Some(absolute_url("ref", r)?),
     };
     let name = optional_str(map, "name")?.map(|n| cut(n, MAX_NAME_CHARS));
     if kind == EventType::Event && name.as_deref().is_none_or(str::is_empty) {
@@ -157,7 +154,7 @@ fn from_map(map: &Map<String, Value>) -> Result<Beacon, BeaconError> {
     Ok(Beacon {
         site,
         kind: Kind(kind),
-        url: url.to_owned(),
+        url,
         referrer,
         name,
         props: props(map)?,
@@ -181,12 +178,12 @@ fn optional_str<'a>(map: &'a Map<String, Value>, field: &'static str) -> Result<
     }
 }
 
-fn check_absolute_url(field: &'static str, raw: &str) -> Result<(), BeaconError> {
+fn absolute_url(field: &'static str, raw: &str) -> Result<Url, BeaconError> {
     if raw.len() > MAX_URL_CHARS {
         return Err(err(field, format!("must be at most {MAX_URL_CHARS} bytes")));
     }
-    match url::Url::parse(raw) {
-        Ok(u) if u.has_host() => Ok(()),
+    match Url::parse(raw) {
+        Ok(u) if u.has_host() => Ok(u),
         Ok(_) => Err(err(field, "must be an absolute URL with a host")),
         Err(_) => Err(err(field, "must be an absolute URL")),
     }
@@ -287,7 +284,7 @@ mod tests {
     fn accepts_minimal_pageview() {
         let b = from_json(br#"{"site":"s","url":"https://a.ru/x"}"#).unwrap();
         assert_eq!(b.kind, Kind(EventType::Pageview));
-        assert_eq!(b.url, "https://a.ru/x");
+        assert_eq!(b.url.as_str(), "https://a.ru/x");
         assert_eq!(b.referrer, None);
     }
 
@@ -348,7 +345,7 @@ mod tests {
     #[test]
     fn parses_query_string_beacon() {
         let b = from_query("site=s&url=https%3A%2F%2Fa.ru%2Fx&sw=800&props=%7B%22k%22%3A%22v%22%7D").unwrap();
-        assert_eq!(b.url, "https://a.ru/x");
+        assert_eq!(b.url.as_str(), "https://a.ru/x");
         assert_eq!(b.screen_width, Some(800));
         assert_eq!(b.props, vec![("k".into(), "v".into())]);
         assert_eq!(from_query("site=s").unwrap_err().field, "url");

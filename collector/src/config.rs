@@ -145,6 +145,26 @@ pub struct PrivacyConfig {
     pub query_allowlist: Vec<String>,
 }
 
+impl PrivacyConfig {
+    /// The secret behind cookie pseudonyms, from the file or the variable, white space
+    /// trimmed. The one reader of the key: validation and start-up see the same bytes.
+    pub fn cookie_key_material(&self) -> Result<Vec<u8>, (&'static str, String)> {
+        let material = match &self.cookie_key_file {
+            Some(path) => std::fs::read(path)
+                .map_err(|e| ("privacy.cookie_key_file", format!("cannot read {}: {e}", path.display())))?,
+            None => std::env::var(&self.cookie_key_env)
+                .map_err(|_| {
+                    (
+                        "privacy.cookie_key_file",
+                        format!("a site has cookie_mode = true: set cookie_key_file or the {} variable", self.cookie_key_env),
+                    )
+                })?
+                .into_bytes(),
+        };
+        Ok(material.trim_ascii().to_vec())
+    }
+}
+
 impl Default for PrivacyConfig {
     fn default() -> Self {
         Self {
@@ -169,7 +189,8 @@ pub struct SiteConfig {
     /// section 2). Off by default.
     #[serde(default)]
     pub cookie_mode: bool,
-    /// The cookie the snippet sets in cookie mode.
+    /// The first-party cookie holding the visitor's random id in cookie mode; read when the
+    /// beacon has no `sid` (the collector shares the site's domain).
     #[serde(default = "default_cookie_name")]
     pub cookie_name: String,
     /// What to do with beacons carrying `DNT: 1` or `Sec-GPC: 1`.
@@ -295,20 +316,10 @@ impl Config {
         }
 
         if self.sites.iter().any(|s| s.cookie_mode) {
-            match &pr.cookie_key_file {
-                Some(path) => match std::fs::metadata(path) {
-                    Ok(m) if m.len() >= store::pseudonym::MIN_COOKIE_KEY_BYTES as u64 => {}
-                    Ok(_) => p("privacy.cookie_key_file", "the key file must hold at least 32 bytes"),
-                    Err(e) => p("privacy.cookie_key_file", &format!("cannot read {}: {e}", path.display())),
-                },
-                None => match std::env::var(&pr.cookie_key_env) {
-                    Ok(v) if v.len() >= store::pseudonym::MIN_COOKIE_KEY_BYTES => {}
-                    Ok(_) => p("privacy.cookie_key_env", "the key must be at least 32 bytes long"),
-                    Err(_) => p(
-                        "privacy.cookie_key_file",
-                        &format!("a site has cookie_mode = true: set cookie_key_file or the {} variable", pr.cookie_key_env),
-                    ),
-                },
+            match pr.cookie_key_material() {
+                Ok(m) if m.len() >= store::pseudonym::MIN_COOKIE_KEY_BYTES => {}
+                Ok(_) => p("privacy.cookie_key_file", "the cookie key must be at least 32 bytes (surrounding white space does not count)"),
+                Err((key, message)) => p(key, &message),
             }
         }
 

@@ -21,9 +21,9 @@ pub async fn route(app: &App, request: Request<Incoming>) -> Response<Body> {
     let result = match (request.method(), request.uri().path()) {
         (&Method::POST, "/api/event") => post_event(app, request).await,
         (&Method::OPTIONS, "/api/event" | "/api/event.gif") => preflight(app, request.headers()),
-        (&Method::GET | &Method::HEAD, "/api/event.gif") => get_gif(app, request),
+        (&Method::GET, "/api/event.gif") => get_gif(app, request),
         (_, "/api/event") => Err(Rejection::MethodNotAllowed { allow: "POST, OPTIONS" }),
-        (_, "/api/event.gif") => Err(Rejection::MethodNotAllowed { allow: "GET, HEAD, OPTIONS" }),
+        (_, "/api/event.gif") => Err(Rejection::MethodNotAllowed { allow: "GET, OPTIONS" }),
         (&Method::GET | &Method::HEAD, "/script.js") => Ok(app.snippet.respond(request.headers())),
         (&Method::GET, "/healthz") => Ok(status_text(StatusCode::OK, "ok\n")),
         (&Method::GET, "/readyz") => Ok(match readiness(app) {
@@ -80,8 +80,7 @@ fn accept(app: &App, beacon: Beacon, parts: &Parts) -> Result<(), Rejection> {
             return Err(Rejection::OriginNotAllowed);
         }
     }
-    let page_host = url::Url::parse(&beacon.url).ok().and_then(|u| u.host_str().map(str::to_owned));
-    if !page_host.is_some_and(|h| host_allowed(site, &h)) {
+    if !beacon.url.host_str().is_some_and(|h| host_allowed(site, h)) {
         return Err(Rejection::HostNotAllowed);
     }
 

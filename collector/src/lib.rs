@@ -24,5 +24,8 @@ mod urls;
 
 pub use crate::{
     app::run,
-    config::{Config, MAX_BODY_BYTES},
+    beacon::{Beacon, BeaconError, from_json as parse_beacon},
+    config::{Config, MAX_BODY_BYTES, SiteConfig},
+    enrich::{AgentParser, GeoDb},
+    pipeline::{Outcome, Pipeline, Pseudonymised, RequestFacts, Site},
 };

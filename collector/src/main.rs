@@ -4,7 +4,7 @@ use clap::{Parser, ValueEnum};
 
 /// The webstats collector: receives beacons, pseudonymises them and stores them in ClickHouse.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Configuration file (TOML); see config/collector.toml for every key.
     #[arg(short, long, env = "WEBSTATS_COLLECTOR_CONFIG", default_value = "config/collector.toml")]

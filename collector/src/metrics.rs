@@ -24,8 +24,8 @@ pub struct Metrics {
     pub ua_cache_lookups: IntCounterVec,
     /// Beacons waiting between handlers and the batcher.
     pub sink_queue_beacons: IntGauge,
-    /// Rows buffered in the batcher, not yet handed to an insert.
-    pub sink_buffered_rows: IntGauge,
+    /// Rows taken from the queue and not yet inserted: buffered, or in an insert or retry.
+    pub sink_pending_rows: IntGauge,
     /// Batches being inserted or retried.
     pub sink_inflight_batches: IntGauge,
     /// Rows by table and outcome (inserted / failed).
@@ -80,7 +80,7 @@ impl Metrics {
             bot_hits,
             ua_cache_lookups: counter_vec("ua_cache_lookups_total", "User-Agent cache lookups.", &["result"]),
             sink_queue_beacons: gauge("sink_queue_beacons", "Beacons waiting for the batcher."),
-            sink_buffered_rows: gauge("sink_buffered_rows", "Rows buffered, not yet in an insert."),
+            sink_pending_rows: gauge("sink_pending_rows", "Rows buffered or being inserted, not yet in ClickHouse."),
             sink_inflight_batches: gauge("sink_inflight_batches", "Batches being inserted or retried."),
             sink_rows: counter_vec("sink_rows_total", "Rows by table and outcome.", &["table", "outcome"]),
             sink_inserts: counter_vec("sink_inserts_total", "Insert attempts by table and outcome.", &["table", "outcome"]),

@@ -77,7 +77,7 @@ impl Pipeline {
         let (agent, ua_cache_hit) = self.agents.parse(user_agent);
         let geo = self.geo.lookup(facts.ip);
         let page = urls::page(&beacon.url, &site.query_allowlist);
-        let referrer = beacon.referrer.as_deref().map(urls::referrer).unwrap_or_default();
+        let referrer = beacon.referrer.as_ref().map(urls::referrer).unwrap_or_default();
         let kind = beacon.kind.0;
 
         // Anonymous mode keeps neither pseudonym and no troubleshooting row (section 7).

@@ -67,10 +67,12 @@ pub async fn refresh_forever(
     salts: SharedSalts,
     metrics: Arc<Metrics>,
     interval: Duration,
+    timeout: Duration,
     clock: fn() -> u32,
 ) {
     loop {
-        match load(&client, &databases, clock()).await {
+        let loaded = tokio::time::timeout(timeout, load(&client, &databases, clock())).await;
+        match loaded.unwrap_or(Err(clickhouse::error::Error::TimedOut)) {
             Ok(set) => {
                 metrics.salt_refreshes.with_label_values(&["ok"]).inc();
                 metrics.salt_periods_loaded.set(set.periods.len() as i64);

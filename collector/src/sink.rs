@@ -65,17 +65,27 @@ pub struct Sink {
 /// What shutdown could not deliver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShutdownReport {
+    /// Rows buffered or in flight when the deadline passed; beacons still queued are not
+    /// counted here (they are in `sink_queue_beacons`).
     pub rows_not_inserted: i64,
 }
 
 impl Sink {
-    pub fn spawn(client: Client, databases: &Databases, config: SinkConfig, metrics: Arc<Metrics>) -> (SinkHandle, Sink) {
+    /// `insert_timeout` bounds each of an insert's sends and its completion.
+    pub fn spawn(
+        client: Client,
+        databases: &Databases,
+        config: SinkConfig,
+        insert_timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> (SinkHandle, Sink) {
         let (tx, rx) = mpsc::channel(config.queue_capacity);
         let stop = Arc::new(Notify::new());
         let inserter = Arc::new(Inserter {
             client,
             semaphore: Arc::new(Semaphore::new(config.max_inflight_batches)),
             config: config.clone(),
+            insert_timeout,
             metrics: metrics.clone(),
         });
         let batcher = Batcher {
@@ -96,7 +106,7 @@ impl Sink {
         let rows_not_inserted = if finished {
             0
         } else {
-            self.metrics.sink_buffered_rows.get() + self.metrics.sink_queue_beacons.get()
+            self.metrics.sink_pending_rows.get()
         };
         ShutdownReport { rows_not_inserted }
     }
@@ -138,6 +148,8 @@ impl Batcher {
     async fn push(&mut self, rows: Pseudonymised) {
         let (audience, troubleshooting) = rows.into_parts();
         let config = &self.inserter.config;
+        let rows = u8::from(audience.is_some()) + u8::from(troubleshooting.is_some());
+        self.inserter.metrics.sink_pending_rows.add(i64::from(rows));
         if let Some(row) = audience {
             if self.audience.push(row, config) {
                 self.inserter.dispatch(&mut self.audience).await;
@@ -229,6 +241,7 @@ struct Inserter {
     client: Client,
     semaphore: Arc<Semaphore>,
     config: SinkConfig,
+    insert_timeout: Duration,
     metrics: Arc<Metrics>,
 }
 
@@ -242,12 +255,11 @@ impl Inserter {
         let permit = self.semaphore.clone().acquire_owned().await.expect("the semaphore is never closed");
         let rows = buffer.take();
         let (table, label) = (buffer.table.clone(), buffer.label);
-        self.metrics.sink_buffered_rows.add(rows.len() as i64);
         self.metrics.sink_inflight_batches.inc();
         let this = self.clone();
         tokio::spawn(async move {
             this.insert_with_retry(&table, label, &rows).await;
-            this.metrics.sink_buffered_rows.sub(rows.len() as i64);
+            this.metrics.sink_pending_rows.sub(rows.len() as i64);
             this.metrics.sink_inflight_batches.dec();
             drop(permit);
         });
@@ -285,7 +297,7 @@ impl Inserter {
     }
 
     async fn insert_once<R: SinkRow>(&self, table: &str, rows: &[R]) -> Result<(), ChError> {
-        let timeout = Some(Duration::from_secs(30));
+        let timeout = Some(self.insert_timeout);
         let mut insert = self.client.insert_unescaped::<R>(table).await?.with_timeouts(timeout, timeout);
         for row in rows {
             insert.write(row).await?;

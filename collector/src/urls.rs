@@ -34,10 +34,8 @@ const MAX_QUERY_VALUE_CHARS: usize = 200;
 const ID: &str = ":id";
 
 /// Reduces a page address. `allowed` lists the non-utm query keys this site keeps.
-/// Callers pass URLs already checked to be absolute; anything else yields an empty page.
-pub fn page(raw: &str, allowed: &[String]) -> Page {
-    let Ok(url) = Url::parse(raw) else { return Page::default() };
-    let mut page = Page { host: host_of(&url), path: normalise_path(url.path()), ..Page::default() };
+pub fn page(url: &Url, allowed: &[String]) -> Page {
+    let mut page = Page { host: host_of(url), path: normalise_path(url.path()), ..Page::default() };
     let mut kept: Vec<(String, String)> = Vec::new();
     for (key, value) in url.query_pairs() {
         let value = clean_query_value(&value);
@@ -58,11 +56,8 @@ pub fn page(raw: &str, allowed: &[String]) -> Page {
 }
 
 /// Reduces a referrer: host and normalised path, never its query or fragment.
-pub fn referrer(raw: &str) -> Referrer {
-    match Url::parse(raw) {
-        Ok(url) => Referrer { host: host_of(&url), path: normalise_path(url.path()) },
-        Err(_) => Referrer::default(),
-    }
+pub fn referrer(url: &Url) -> Referrer {
+    Referrer { host: host_of(url), path: normalise_path(url.path()) }
 }
 
 fn host_of(url: &Url) -> String {
@@ -171,10 +166,14 @@ mod tests {
         check_path("//double//slash", "/double/slash");
     }
 
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
     #[test]
     fn keeps_only_allow_listed_query_and_drops_fragment() {
         let p = page(
-            "https://LK.Example.ru/pay?utm_source=ya&email=a%40b.ru&account=123456&tab=bills#token=abc",
+            &url("https://LK.Example.ru/pay?utm_source=ya&email=a%40b.ru&account=123456&tab=bills#token=abc"),
             &["tab".to_owned()],
         );
         assert_eq!(p.host, "lk.example.ru");
@@ -185,15 +184,15 @@ mod tests {
 
     #[test]
     fn allow_listed_values_that_look_like_identifiers_are_replaced() {
-        let p = page("https://a.ru/?tab=ivan@mail.ru&utm_campaign=12345678", &["tab".to_owned()]);
+        let p = page(&url("https://a.ru/?tab=ivan@mail.ru&utm_campaign=12345678"), &["tab".to_owned()]);
         assert_eq!(p.query, "tab=%3Aid");
         assert_eq!(p.utm.campaign, ":id");
     }
 
     #[test]
     fn referrer_keeps_host_and_path_only() {
-        let r = referrer("https://www.google.com/search?q=my+account+123456#x");
+        let r = referrer(&url("https://www.google.com/search?q=my+account+123456#x"));
         assert_eq!(r, Referrer { host: "www.google.com".into(), path: "/search".into() });
-        assert_eq!(referrer("not a url"), Referrer::default());
+        assert_eq!(referrer(&url("android-app://com.google.android.gm/")).host, "com.google.android.gm");
     }
 }

@@ -257,4 +257,5 @@ fn migrate_is_idempotent_and_rows_match_the_tables() {
     assert_eq!(columns(&install.audience()), store::AudienceRow::COLUMN_NAMES);
     assert_eq!(columns(&install.troubleshooting()), store::TroubleshootingRow::COLUMN_NAMES);
     assert_eq!(columns(&format!("{}_meta.salts", install.prefix)), store::SaltRow::COLUMN_NAMES);
+    assert_eq!(columns(&format!("{}_meta.schema_migrations", install.prefix)), store::MigrationRow::COLUMN_NAMES);
 }

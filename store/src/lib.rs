@@ -2,9 +2,10 @@
 //!
 //! Everything both sides must agree on lives here and only here: how to connect
 //! ([`ClickHouseConfig`]), what the databases are called ([`Databases`]), the columns of every
-//! table ([`AudienceRow`], [`TroubleshootingRow`], [`SaltRow`], kept in step with the
-//! migrations by a test against a real server), and the versioned migrations themselves
-//! ([`MIGRATIONS`]). The crate does no I/O of its own beyond building a client.
+//! table ([`AudienceRow`], [`TroubleshootingRow`], [`SaltRow`], [`MigrationRow`], kept in step
+//! with the DDL by a test against a real server), the DDL itself ([`BOOTSTRAP`] and the
+//! versioned [`MIGRATIONS`]), and how pseudonyms are computed ([`pseudonym`]). The crate does
+//! no I/O of its own beyond building a client.
 
 mod config;
 mod databases;
@@ -15,6 +16,6 @@ mod rows;
 pub use crate::{
     config::{ClickHouseConfig, ConfigProblem, LoadError, check as check_config, load_toml},
     databases::{Databases, InvalidPrefix},
-    migrations::{MIGRATIONS, Migration, split_statements},
-    rows::{AudienceRow, EventType, SaltRow, TroubleshootingRow, day_number},
+    migrations::{BOOTSTRAP, MIGRATIONS, Migration, split_statements},
+    rows::{AudienceRow, EventType, MigrationRow, SaltRow, TroubleshootingRow, day_number},
 };

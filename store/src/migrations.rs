@@ -9,6 +9,21 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
+/// Created before any migration runs: the meta database and the table that records applied
+/// migrations (its row type is [`crate::MigrationRow`]).
+pub const BOOTSTRAP: &str = "\
+CREATE DATABASE IF NOT EXISTS {meta};
+CREATE TABLE IF NOT EXISTS {meta}.schema_migrations
+(
+    version    UInt32,
+    name       String,
+    checksum   String,
+    applied_at DateTime('UTC')
+)
+ENGINE = MergeTree
+ORDER BY version;
+";
+
 /// Every migration, in order.
 pub const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
@@ -62,8 +77,8 @@ mod tests {
     #[test]
     fn every_migration_statement_uses_only_known_placeholders() {
         let db = crate::Databases::new("p").unwrap();
-        for m in MIGRATIONS {
-            for s in split_statements(&db.render(m.sql)) {
+        for sql in MIGRATIONS.iter().map(|m| m.sql).chain([BOOTSTRAP]) {
+            for s in split_statements(&db.render(sql)) {
                 assert!(!s.contains('{') && !s.contains('}'), "unrendered placeholder in {s}");
             }
         }

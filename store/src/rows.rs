@@ -125,3 +125,13 @@ impl std::fmt::Debug for SaltRow {
             .finish()
     }
 }
+
+/// `<prefix>_meta.schema_migrations`: one row per applied migration.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct MigrationRow {
+    pub version: u32,
+    pub name: String,
+    /// The first 16 hex digits of the migration's BLAKE3 hash.
+    pub checksum: String,
+    pub applied_at: u32,
+}

@@ -1,0 +1,84 @@
+//! The collector's per-beacon CPU work, stage by stage, next to a baseline: parsing the same
+//! body into a `serde_json::Value`, the least any JSON endpoint does. Run with
+//! `cargo bench -p hot-path-bench`; GeoIP lookups use `.work/geoip/*.mmdb` when present
+//! (scripts/geoip.sh), and are skipped otherwise.
+
+use std::{hint::black_box, net::IpAddr, path::Path};
+
+use collector::{AgentParser, GeoDb, Outcome, Pipeline, RequestFacts, Site, SiteConfig, parse_beacon};
+use criterion::{Criterion, criterion_group, criterion_main};
+use store::pseudonym::{CookieKey, SaltKeys};
+
+const BODY: &[u8] = br#"{"site":"portal","url":"https://lk.example.ru/accounts/4402117735/bills?utm_source=mail&tab=2#pay","ref":"https://yandex.ru/search/?text=lk","sw":1920,"lang":"ru-RU"}"#;
+const UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+
+fn pipeline() -> Pipeline {
+    let geo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.work/geoip");
+    let (country, asn) = (geo.join("country.mmdb"), geo.join("asn.mmdb"));
+    let present = country.is_file() && asn.is_file();
+    Pipeline {
+        agents: AgentParser::new(20_000),
+        geo: if present { GeoDb::open(Some(&country), Some(&asn)).unwrap() } else { GeoDb::open(None, None).unwrap() },
+        cookie_key: CookieKey::from_material(&[7; 32]),
+        ipv4_prefix_len: 24,
+        ipv6_prefix_len: 48,
+    }
+}
+
+fn site() -> Site {
+    let config: SiteConfig = toml::from_str("id = \"portal\"\nallowed_hosts = [\"lk.example.ru\"]\ncookie_mode = true").unwrap();
+    Site { config, query_allowlist: vec!["utm_source".into(), "tab".into()] }
+}
+
+fn facts(ua: &str) -> RequestFacts<'_> {
+    RequestFacts {
+        ip: "77.88.8.8".parse::<IpAddr>().unwrap(),
+        user_agent: ua,
+        cookie: Some("0f3c9a2e-7d41-4b8e-9c55-2a1d6e0b7f13"),
+        do_not_track: false,
+        received_at: 1_764_000_000,
+    }
+}
+
+fn stored(outcome: Outcome) -> bool {
+    matches!(outcome, Outcome::Store { .. })
+}
+
+fn benches(c: &mut Criterion) {
+    let pipeline = pipeline();
+    let site = site();
+    let keys = SaltKeys::derive(&[1; 32]);
+
+    let mut group = c.benchmark_group("per_beacon");
+    group.bench_function("baseline_json_value", |b| {
+        b.iter(|| black_box(serde_json::from_slice::<serde_json::Value>(black_box(BODY)).unwrap()))
+    });
+    group.bench_function("parse_beacon", |b| b.iter(|| black_box(parse_beacon(black_box(BODY)).unwrap())));
+    group.bench_function("parse_and_process_cached_agent", |b| {
+        b.iter(|| {
+            let beacon = parse_beacon(black_box(BODY)).unwrap();
+            black_box(stored(pipeline.process(beacon, facts(UA), &site, &keys)))
+        })
+    });
+    // A new User-Agent every time: the cost of a cache miss (a woothee parse and an insert).
+    let mut n = 0u64;
+    group.bench_function("parse_and_process_new_agent", |b| {
+        b.iter(|| {
+            n += 1;
+            let ua = format!("{UA} build/{n}");
+            let beacon = parse_beacon(black_box(BODY)).unwrap();
+            black_box(stored(pipeline.process(beacon, facts(&ua), &site, &keys)))
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("stages");
+    let ip: IpAddr = "77.88.8.8".parse().unwrap();
+    group.bench_function("visitor_id", |b| b.iter(|| black_box(keys.visitor_id("portal", black_box(ip), UA))));
+    group.bench_function("geo_lookup", |b| b.iter(|| black_box(pipeline.geo.lookup(black_box(ip)))));
+    group.bench_function("agent_cached", |b| b.iter(|| black_box(pipeline.agents.parse(black_box(UA)))));
+    group.finish();
+}
+
+criterion_group!(hot_path, benches);
+criterion_main!(hot_path);
