@@ -23,21 +23,30 @@ AGGREGATOR=(target/release/aggregator --config config/aggregator.toml)
 pids=()
 cleanup() {
     trap - INT TERM EXIT
-    log "stopping"
+    # A closed terminal sends SIGHUP twice; under `run.sh | tee`, Ctrl-C kills tee and breaks
+    # stderr: either way, finish the cleanup.
+    trap '' HUP PIPE
+    log "stopping" || true
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
     "$ROOT/scripts/clickhouse.sh" stop --name demo >/dev/null || true
 }
-trap cleanup INT TERM EXIT
+trap cleanup INT TERM HUP EXIT
 
-"$ROOT/scripts/clickhouse.sh" start --name demo >/dev/null
+# A session of its own keeps Ctrl-C from reaching ClickHouse: cleanup stops it only after the
+# collector has flushed its buffered rows into it. Installed first, where sudo has the terminal.
+command -v clickhouse-server >/dev/null || [ -x /usr/sbin/clickhouse-server ] \
+    || ensure_apt clickhouse-server clickhouse-client
+setsid --wait "$ROOT/scripts/clickhouse.sh" start --name demo >/dev/null
 "${AGGREGATOR[@]}" migrate
 
 target/release/collector --config config/collector.toml &
 pids+=($!)
 # Salts for the next period are created ahead of time; refreshing hourly keeps a long-running
 # demo collecting across midnight.
-(while sleep 3600; do "${AGGREGATOR[@]}" salts || true; done) &
+# sleep runs in the background so that SIGTERM from cleanup can end it too.
+(trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
+ while sleep 3600 & sleeper=$!; wait "$sleeper"; do "${AGGREGATOR[@]}" salts || true; done) &
 pids+=($!)
 python3 -m http.server 18000 --bind 127.0.0.1 --directory "$ROOT/demo" >/dev/null 2>&1 &
 pids+=($!)

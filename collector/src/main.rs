@@ -1,4 +1,4 @@
-use std::path::PathBuf;
+use std::{io::IsTerminal, path::PathBuf};
 
 use clap::{Parser, ValueEnum};
 
@@ -56,19 +56,27 @@ fn main() -> std::process::ExitCode {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only on a terminal; and a closed stderr (`| tee` after Ctrl-C) must not panic
+    // the logger while the sink is still flushing.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .log_internal_errors(false);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+/// Resolves on SIGINT (Ctrl-C), SIGTERM, or SIGHUP (the terminal closed): each one flushes.
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler cannot fail on Unix");
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler cannot fail on Unix");
+    let mut hangup = signal(SignalKind::hangup()).expect("installing a SIGHUP handler cannot fail on Unix");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; shutting down"),
         _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+        _ = hangup.recv() => tracing::info!("SIGHUP received; shutting down"),
     }
 }

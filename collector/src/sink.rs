@@ -102,13 +102,14 @@ impl Sink {
     /// disk spool exists).
     pub async fn shutdown(self, deadline: Duration) -> ShutdownReport {
         self.stop.notify_one();
-        let finished = tokio::time::timeout(deadline, self.batcher).await.is_ok();
-        let rows_not_inserted = if finished {
-            0
-        } else {
-            self.metrics.sink_pending_rows.get()
-        };
-        ShutdownReport { rows_not_inserted }
+        match tokio::time::timeout(deadline, self.batcher).await {
+            Ok(Ok(())) => ShutdownReport { rows_not_inserted: 0 },
+            Ok(Err(error)) => {
+                tracing::error!(%error, "the batcher failed during shutdown");
+                ShutdownReport { rows_not_inserted: self.metrics.sink_pending_rows.get() }
+            }
+            Err(_elapsed) => ShutdownReport { rows_not_inserted: self.metrics.sink_pending_rows.get() },
+        }
     }
 }
 
