@@ -1,0 +1,388 @@
+#!/usr/bin/env bash
+# Whole-service load benchmark: wrk POSTs realistic beacons to the release collector (with a
+# private ClickHouse behind it) and, in the same invocation and with the same wrk settings,
+# to an nginx that answers `return 204;` (the baseline: what HTTP on this machine costs).
+# Prints a markdown table (req/s, latency p50/p99/p99.9, non-2xx; for the collector also
+# peak RSS, CPU per event and rows that reached ClickHouse) and writes it, with details, to
+# .work/bench/load-<timestamp>.md; raw wrk output and logs go to .work/bench/load-<timestamp>/.
+# Loopback only; every wait has a deadline; everything started is stopped on exit or Ctrl-C.
+#
+# usage: benches/load.sh [--duration S] [--connections N] [--threads T] [--warmup S] [--perf]
+#   --duration S     measured run per target, seconds (default 15)
+#   --connections N  open connections (default 64)
+#   --threads T      wrk threads (default 2)
+#   --warmup S       unreported warm-up run before each measured run, seconds (default 3)
+#   --perf           also profile the collector during its measured run (perf record)
+# Exit status: 0 when the collector answered 2xx to every request and every accepted beacon
+# reached ClickHouse; 1 otherwise (the table is still printed); 2 for bad arguments.
+set -euo pipefail
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$BENCH_DIR/../scripts/lib.sh"
+
+usage() { sed -n '2,18s/^# \{0,1\}//p' "$0"; }
+
+duration=15 connections=64 threads=2 warmup=3 perf=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --duration|--connections|--threads|--warmup)
+            [ $# -ge 2 ] || { log "$1 needs a value"; usage >&2; exit 2; } ;;&
+        --duration) duration="${2:-}"; shift 2 ;;
+        --connections) connections="${2:-}"; shift 2 ;;
+        --threads) threads="${2:-}"; shift 2 ;;
+        --warmup) warmup="${2:-}"; shift 2 ;;
+        --perf) perf=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) usage >&2; exit 2 ;;
+    esac
+done
+for value in "$duration" "$connections" "$threads" "$warmup"; do
+    [[ "$value" =~ ^[1-9][0-9]*$ ]] || { log "not a positive integer: '$value'"; usage >&2; exit 2; }
+done
+[ "$threads" -le "$connections" ] || { log "--threads must not exceed --connections"; exit 2; }
+
+STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
+REPORT="$WORK/bench/load-$STAMP.md"
+RAW="$WORK/bench/load-$STAMP"      # wrk output, collector log, perf report: kept
+TMP=""                              # configs, nginx prefix and pid: removed on exit
+COLLECTOR_PID="" NGINX_PID="" WRK_PID="" PERF_PID="" CH_STARTED=""
+CH_NAME=bench
+
+# ---------------------------------------------------------------------------------------
+# Cleanup: runs on every exit (success, failure, Ctrl-C, SIGTERM). Idempotent.
+
+# stop_pid PID SIGNAL SECONDS: signal PID, wait for it to exit, SIGKILL it after SECONDS.
+stop_pid() {
+    local pid="$1" signal="$2" seconds="$3" deadline
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+    kill "-$signal" "$pid" 2>/dev/null || true
+    deadline=$((SECONDS + seconds))
+    while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "pid $pid still running after ${seconds}s; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    set +e
+    stop_pid "$WRK_PID" TERM 5
+    stop_pid "$PERF_PID" TERM 10
+    if [ -n "$NGINX_PID" ]; then
+        # Workers are the master's children: remember them in case the master must be killed.
+        local workers
+        workers="$(cat "/proc/$NGINX_PID/task/$NGINX_PID/children" 2>/dev/null || true)"
+        stop_pid "$NGINX_PID" TERM 10
+        for pid in $workers; do stop_pid "$pid" KILL 2; done
+    fi
+    # SIGTERM makes the collector flush its buffers; shutdown_timeout_ms bounds that.
+    stop_pid "$COLLECTOR_PID" TERM 15
+    [ -n "$CH_STARTED" ] && "$ROOT/scripts/clickhouse.sh" stop --name "$CH_NAME" >/dev/null 2>&1
+    if [ -n "$TMP" ]; then
+        [ -s "$TMP/nginx/nginx-error.log" ] && cp "$TMP/nginx/nginx-error.log" "$RAW/" 2>/dev/null
+        rm -rf "$TMP"
+    fi
+    [ "$status" -eq 0 ] || log "failed (exit $status); logs in $RAW"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------------------------------
+# Small helpers.
+
+# wait_until SECONDS WHAT CMD...: run CMD every 0.2 s until it succeeds; die after SECONDS.
+wait_until() {
+    local seconds="$1" what="$2" deadline
+    shift 2
+    deadline=$((SECONDS + seconds))
+    until "$@"; do
+        [ $SECONDS -lt $deadline ] || die "$what: not within ${seconds}s"
+        sleep 0.2
+    done
+}
+
+http_status() {  # http_status METHOD URL: print the status code
+    curl -s -o /dev/null -w '%{http_code}' --max-time 2 -X "$1" "$2" || true
+}
+collector_ready() {
+    kill -0 "$COLLECTOR_PID" 2>/dev/null || die "the collector exited; see $RAW/collector.log"
+    [ "$(http_status GET "http://127.0.0.1:$COLLECTOR_PORT/readyz")" = 200 ]
+}
+nginx_ready() {
+    kill -0 "$NGINX_PID" 2>/dev/null || die "nginx exited: $(cat "$TMP/nginx/nginx-error.log" 2>/dev/null)"
+    [ "$(http_status POST "http://127.0.0.1:$NGINX_PORT/api/event")" = 204 ]
+}
+
+ch_query() {  # ch_query SQL: print the result
+    curl -sS --fail --max-time 10 "http://127.0.0.1:$CH_HTTP_PORT/" --data-binary "$1"
+}
+
+# cpu_ticks PID: utime+stime in clock ticks (fields 14 and 15 of /proc/PID/stat; the command
+# name in field 2 is cut off first since it may contain spaces).
+cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+# machine_ticks: "busy total" jiffies of all CPUs (busy = all but idle and iowait).
+# Fields 2-9: user nice system idle iowait irq softirq steal (guest time is inside user).
+machine_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= 9; i++) t += $i; print t - $5 - $6, t }' /proc/stat; }
+# busy_pct BUSY TOTAL: percent of all CPUs busy since machine_ticks printed BUSY TOTAL.
+busy_pct() { local b t; read -r b t < <(machine_ticks); echo $(( 100 * (b - $1) / (t - $2) )); }
+# nginx_ticks: cpu_ticks of the nginx master and its workers together.
+nginx_ticks() {
+    local pid total=0
+    for pid in "$NGINX_PID" $(cat "/proc/$NGINX_PID/task/$NGINX_PID/children"); do
+        total=$((total + $(cpu_ticks "$pid")))
+    done
+    echo "$total"
+}
+# status_kib PID FIELD: a "FIELD: N kB" line of /proc/PID/status, in KiB.
+status_kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
+
+# value FILE KEY: the number after "KEY=" on a "BENCH ..." line of beacon.lua's done().
+value() { grep -o "\b$2=[0-9.]*" "$1" | head -n 1 | cut -d= -f2; }
+# non_2xx FILE: wrk's "Non-2xx or 3xx responses: N" line (absent when N is 0).
+non_2xx() { awk '/Non-2xx or 3xx responses:/ { n = $NF } END { print n + 0 }' "$1"; }
+# ok_count FILE: requests answered 2xx (wrk counts 4xx/5xx as "Non-2xx"; none answer 3xx).
+ok_count() { echo $(( $(value "$1" requests) - $(non_2xx "$1") )); }
+ms() { awk -v us="$1" 'BEGIN { printf "%.2f", us / 1000 }'; }
+
+# run_wrk LABEL URL SECONDS OUT: one wrk run with the beacon script; output saved to OUT.
+# In the background and waited for, so that Ctrl-C/SIGTERM reach our trap at once.
+run_wrk() {
+    local label="$1" url="$2" seconds="$3" out="$4"
+    log "wrk $label: ${seconds}s, $threads threads, $connections connections -> $url"
+    timeout -k 5 $((seconds + 30)) wrk --threads "$threads" --connections "$connections" \
+        --duration "${seconds}s" --latency --script "$BENCH_DIR/beacon.lua" "$url" >"$out" 2>&1 &
+    WRK_PID=$!
+    wait "$WRK_PID" || { cat "$out" >&2; WRK_PID=""; die "wrk failed against $label"; }
+    WRK_PID=""
+    grep -q '^BENCH requests=' "$out" || { cat "$out" >&2; die "wrk printed no summary for $label"; }
+}
+
+# ---------------------------------------------------------------------------------------
+# 1. Tools, build, GeoIP databases.
+START=$SECONDS
+command -v cargo >/dev/null || die "cargo is not installed: install Rust (https://rustup.rs) first"
+command -v cc >/dev/null || ensure_apt build-essential
+ensure_apt wrk nginx curl
+[ -n "$perf" ] && { command -v perf >/dev/null || ensure_apt linux-perf; }
+mkdir -p "$RAW"
+TMP="$(mktemp -d /tmp/webstats-load.XXXXXX)"
+
+log "cargo build --release --bins --locked"
+(cd "$ROOT" && timeout --foreground 3600 cargo build --release --bins --locked)
+timeout --foreground 1800 "$ROOT/scripts/geoip.sh"
+COLLECTOR_BIN="$ROOT/target/release/collector"
+AGGREGATOR_BIN="$ROOT/target/release/aggregator"
+
+# ---------------------------------------------------------------------------------------
+# 2. A private ClickHouse (fresh data directory), the schema, the collector.
+"$ROOT/scripts/clickhouse.sh" stop --name "$CH_NAME" >/dev/null 2>&1 || true
+rm -rf "$WORK/clickhouse/$CH_NAME"
+CH_HTTP_PORT="$(free_port)"
+CH_TCP_PORT="$(free_port)"
+CH_STARTED=1
+"$ROOT/scripts/clickhouse.sh" start --name "$CH_NAME" --http-port "$CH_HTTP_PORT" --tcp-port "$CH_TCP_PORT" >/dev/null
+CH_PID="$(cat "$WORK/clickhouse/$CH_NAME/server.pid")"
+
+COLLECTOR_PORT="$(free_port)"
+# Production defaults for everything not set here (sink batching, queue, timeouts), so the
+# figures describe the shipped configuration. X-Forwarded-For is trusted from loopback: the
+# beacons' client addresses (GeoIP, pseudonyms) come from it, as behind a local proxy.
+cat >"$TMP/collector.toml" <<EOF
+[server]
+listen = "127.0.0.1:$COLLECTOR_PORT"
+trusted_proxies = ["127.0.0.1/32"]
+shutdown_timeout_ms = 10000
+
+[clickhouse]
+url = "http://127.0.0.1:$CH_HTTP_PORT"
+database_prefix = "bench"
+
+[geoip]
+location_db = "$WORK/geoip/country.mmdb"
+asn_db = "$WORK/geoip/asn.mmdb"
+
+[[sites]]
+id = "bench"
+allowed_hosts = ["example.ru", "*.example.ru"]
+EOF
+cat >"$TMP/aggregator.toml" <<EOF
+[clickhouse]
+url = "http://127.0.0.1:$CH_HTTP_PORT"
+database_prefix = "bench"
+EOF
+"$COLLECTOR_BIN" --config "$TMP/collector.toml" --check-config >/dev/null
+"$AGGREGATOR_BIN" --config "$TMP/aggregator.toml" migrate >"$RAW/migrate.log" 2>&1 \
+    || { cat "$RAW/migrate.log" >&2; die "aggregator migrate failed"; }
+
+# The collector's tokio runtime is the default multi-threaded one: one worker thread per CPU
+# the process may use (nproc), which is what nginx gets below.
+log "starting the collector on 127.0.0.1:$COLLECTOR_PORT"
+"$COLLECTOR_BIN" --config "$TMP/collector.toml" >"$RAW/collector.log" 2>&1 &
+COLLECTOR_PID=$!
+wait_until 30 "collector /readyz 200" collector_ready
+
+# ---------------------------------------------------------------------------------------
+# 3. nginx: the baseline, as many workers as the collector has threads.
+WORKERS="$(nproc)"  # tokio's default: available_parallelism, the CPUs we may run on
+NGINX_PORT="$(free_port)"
+mkdir -p "$TMP/nginx"
+sed -e "s|@PREFIX@|$TMP/nginx|g" -e "s|@PORT@|$NGINX_PORT|g" -e "s|@WORKERS@|$WORKERS|g" \
+    "$BENCH_DIR/nginx.conf.template" >"$TMP/nginx/nginx.conf"
+log "starting nginx on 127.0.0.1:$NGINX_PORT ($WORKERS workers)"
+# -e: the error log before the configuration is read (else /var/log/nginx, maybe unwritable).
+nginx -p "$TMP/nginx/" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/nginx-error.log" &
+NGINX_PID=$!
+wait_until 15 "nginx answering 204" nginx_ready
+
+# ---------------------------------------------------------------------------------------
+# 4-6. Load.
+# wrk, the targets and ClickHouse share the CPUs: anything else running skews the figures.
+# The load average lags by a minute, so sample the CPUs for a second as well.
+LOADAVG_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
+read -r b0 t0 < <(machine_ticks)
+sleep 1
+IDLE_BUSY="$(busy_pct "$b0" "$t0")"
+[ "$IDLE_BUSY" -lt 15 ] \
+    || log "warning: the CPUs are ${IDLE_BUSY}% busy before the runs: other work is running, figures will be noisy"
+
+# nginx first: after the collector's run ClickHouse goes on merging for a while, which would
+# steal CPU from a baseline run after it.
+run_wrk "nginx warm-up" "http://127.0.0.1:$NGINX_PORT/api/event" "$warmup" "$RAW/nginx-warmup.txt"
+read -r b0 t0 < <(machine_ticks)
+ng_cpu0="$(nginx_ticks)"
+run_wrk "nginx" "http://127.0.0.1:$NGINX_PORT/api/event" "$duration" "$RAW/nginx.txt"
+ng_cpu1="$(nginx_ticks)"
+NGINX_MACHINE_BUSY="$(busy_pct "$b0" "$t0")"
+
+run_wrk "collector warm-up" "http://127.0.0.1:$COLLECTOR_PORT/api/event" "$warmup" "$RAW/collector-warmup.txt"
+cpu0="$(cpu_ticks "$COLLECTOR_PID")"
+ch_cpu0="$(cpu_ticks "$CH_PID")"
+read -r b0 t0 < <(machine_ticks)
+if [ -n "$perf" ]; then
+    # Flat profile (the release build has no frame pointers, so no call graphs), of the
+    # collector only, for as long as the measured run lasts.
+    perf record -F 999 -p "$COLLECTOR_PID" -o "$RAW/perf.data" -- sleep "$duration" >"$RAW/perf-record.log" 2>&1 &
+    PERF_PID=$!
+fi
+run_wrk "collector" "http://127.0.0.1:$COLLECTOR_PORT/api/event" "$duration" "$RAW/collector.txt"
+cpu1="$(cpu_ticks "$COLLECTOR_PID")"
+ch_cpu1="$(cpu_ticks "$CH_PID")"
+COLLECTOR_MACHINE_BUSY="$(busy_pct "$b0" "$t0")"
+PEAK_RSS_KIB="$(status_kib "$COLLECTOR_PID" VmHWM)"
+RSS_AFTER_KIB="$(status_kib "$COLLECTOR_PID" VmRSS)"
+if [ -n "$PERF_PID" ]; then
+    wait "$PERF_PID" || log "perf record failed; see $RAW/perf-record.log"
+    PERF_PID=""
+    perf report -i "$RAW/perf.data" --no-children --sort dso,symbol --percent-limit 0.7 --stdio \
+        >"$RAW/perf-symbols.txt" 2>/dev/null || true
+    perf report -i "$RAW/perf.data" --no-children --sort comm,dso --stdio \
+        >"$RAW/perf-threads.txt" 2>/dev/null || true
+fi
+
+# wrk counts the 2xx answers it read before its deadline; the requests in flight then (at
+# most one per connection and run) are answered too but not counted, so the collector's own
+# count is the reference for rows, and wrk's must agree with it within that margin.
+ACCEPTED_WRK=$(( $(ok_count "$RAW/collector-warmup.txt") + $(ok_count "$RAW/collector.txt") ))
+IN_FLIGHT_MAX=$((2 * connections))
+WAIT_START=$SECONDS
+sleep 1   # let the last in-flight requests finish
+# metric NAME: the sum over all label sets of a counter in the scraped /metrics.
+metric() { awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $NF } END { printf "%d", s }' "$RAW/metrics.txt"; }
+curl -sS --fail --max-time 5 "http://127.0.0.1:$COLLECTOR_PORT/metrics" >"$RAW/metrics.txt"
+M_ACCEPTED="$(metric webstats_collector_beacons_accepted_total)"
+
+# Rows: the sink flushes at least every second; wait until every accepted beacon has its
+# troubleshooting row (each beacon of this load gets one) or the count stops moving.
+deadline=$((SECONDS + 30)) rows=0 last=-1 still=0
+sleep 1
+while :; do
+    rows="$(ch_query 'SELECT count() FROM bench_troubleshooting.events')"
+    [ "$rows" -ge "$M_ACCEPTED" ] && break
+    if [ "$rows" = "$last" ]; then still=$((still + 1)); else still=0; fi
+    [ "$still" -ge 10 ] && break         # 5 s without a new row
+    [ $SECONDS -lt $deadline ] || break
+    last="$rows"
+    sleep 0.5
+done
+ROWS_WAIT=$((SECONDS - WAIT_START))
+ROWS_T="$rows"
+ROWS_A="$(ch_query 'SELECT count() FROM bench_audience.events')"
+# Again, for the sink's counters after the flush.
+curl -sS --fail --max-time 5 "http://127.0.0.1:$COLLECTOR_PORT/metrics" >"$RAW/metrics.txt"
+M_ACCEPTED="$(metric webstats_collector_beacons_accepted_total)"
+M_REJECTED="$(metric webstats_collector_beacons_rejected_total)"
+M_BOTS="$(metric webstats_collector_bot_hits_total)"
+
+# ---------------------------------------------------------------------------------------
+# 7. Figures and the report.
+N="$RAW/nginx.txt" C="$RAW/collector.txt"
+N_RPS="$(awk '/^Requests\/sec:/ { print $2 }' "$N")"
+C_RPS="$(awk '/^Requests\/sec:/ { print $2 }' "$C")"
+C_OK="$(ok_count "$C")"
+CLK_TCK="$(getconf CLK_TCK)"
+seconds() { awk -v t="$1" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }'; }      # ticks -> s
+per_event() { awk -v s="$1" -v n="$2" 'BEGIN { printf "%.1f", n ? s * 1e6 / n : 0 }'; }  # s, n -> µs
+CPU_S="$(seconds $((cpu1 - cpu0)))"
+CPU_US_EVENT="$(per_event "$CPU_S" "$C_OK")"
+CH_CPU_S="$(seconds $((ch_cpu1 - ch_cpu0)))"
+CH_CPU_US_EVENT="$(per_event "$CH_CPU_S" "$C_OK")"
+NG_CPU_S="$(seconds $((ng_cpu1 - ng_cpu0)))"
+NG_CPU_US_REQ="$(per_event "$NG_CPU_S" "$(ok_count "$N")")"
+RATIO="$(awk -v c="$C_RPS" -v n="$N_RPS" 'BEGIN { printf "%.2f", c / n }')"
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+fmt_rps() { awk -v r="$1" 'BEGIN { printf "%.0f", r }'; }
+socket_errors() {
+    echo $(( $(value "$1" errors_connect) + $(value "$1" errors_read) + $(value "$1" errors_write) + $(value "$1" errors_timeout) ))
+}
+COMMIT="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+[ -z "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ] || COMMIT="$COMMIT+uncommitted changes"
+
+checks=() failed=""
+check() {  # check OK? TEXT
+    if [ "$1" = 1 ]; then checks+=("- ok: $2"); else checks+=("- **FAILED**: $2"); failed=1; fi
+}
+check "$([ "$(non_2xx "$C")" -eq 0 ] && [ "$(non_2xx "$RAW/collector-warmup.txt")" -eq 0 ] && echo 1)" \
+    "the collector answered 2xx to every request (non-2xx: warm-up $(non_2xx "$RAW/collector-warmup.txt"), measured $(non_2xx "$C"))"
+check "$([ "$(socket_errors "$C")" -eq 0 ] && echo 1)" \
+    "no socket errors or timeouts against the collector ($(socket_errors "$C"))"
+check "$([ "$ROWS_T" -eq "$M_ACCEPTED" ] && echo 1)" \
+    "every accepted beacon reached ClickHouse: $ROWS_T rows in bench_troubleshooting.events, $M_ACCEPTED accepted (/metrics), ${ROWS_WAIT}s after the run"
+check "$([ "$M_ACCEPTED" -ge "$ACCEPTED_WRK" ] && [ "$M_ACCEPTED" -le $((ACCEPTED_WRK + IN_FLIGHT_MAX)) ] && echo 1)" \
+    "wrk's 2xx count, warm-up + measured ($ACCEPTED_WRK), matches beacons_accepted_total ($M_ACCEPTED) up to the requests in flight when wrk stopped (0 to $IN_FLIGHT_MAX)"
+check "$([ "$M_REJECTED" -eq 0 ] && echo 1)" "beacons_rejected_total is 0 ($M_REJECTED)"
+
+{
+    echo "## webstats load benchmark, $STAMP"
+    echo
+    echo "- commit $COMMIT; $(nproc) CPUs ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)); before the runs: CPUs ${IDLE_BUSY}% busy, load average $LOADAVG_BEFORE"
+    echo "- wrk $threads threads, $connections connections, ${duration}s measured after a ${warmup}s warm-up per target; loopback; benches/beacon.lua"
+    echo "- collector: release build, $WORKERS tokio worker threads (the default: one per CPU), ClickHouse $(ch_query 'SELECT version()') on the same machine; nginx $(nginx -v 2>&1 | cut -d/ -f2), $WORKERS workers, \`return 204\`"
+    echo
+    echo "| target | req/s | p50 ms | p99 ms | p99.9 ms | non-2xx | peak RSS MiB | CPU µs/event | rows in ClickHouse / accepted |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    echo "| nginx \`return 204\` (baseline) | $(fmt_rps "$N_RPS") | $(ms "$(value "$N" p50_us)") | $(ms "$(value "$N" p99_us)") | $(ms "$(value "$N" p999_us)") | $(non_2xx "$N") | – | – | – |"
+    echo "| collector → ClickHouse | $(fmt_rps "$C_RPS") | $(ms "$(value "$C" p50_us)") | $(ms "$(value "$C" p99_us)") | $(ms "$(value "$C" p999_us)") | $(non_2xx "$C") | $(mib "$PEAK_RSS_KIB") | $CPU_US_EVENT | $ROWS_T / $M_ACCEPTED |"
+    echo
+    echo "collector/nginx throughput: **$RATIO**"
+    echo
+    echo "Details:"
+    echo "- latency p75 / p90 / max, ms: nginx $(ms "$(value "$N" p75_us)") / $(ms "$(value "$N" p90_us)") / $(ms "$(value "$N" max_us)"); collector $(ms "$(value "$C" p75_us)") / $(ms "$(value "$C" p90_us)") / $(ms "$(value "$C" max_us)")"
+    echo "- requests in the measured run: nginx $(value "$N" requests), collector $(value "$C" requests); socket errors: nginx $(socket_errors "$N"), collector $(socket_errors "$C")"
+    echo "- CPU during the measured runs: collector ${CPU_S} s (${CPU_US_EVENT} µs/event), ClickHouse ${CH_CPU_S} s (${CH_CPU_US_EVENT} µs/event); nginx ${NG_CPU_S} s (${NG_CPU_US_REQ} µs/request)"
+    echo "- machine CPU busy during the measured run (all processes, wrk included): nginx run ${NGINX_MACHINE_BUSY}%, collector run ${COLLECTOR_MACHINE_BUSY}%"
+    echo "- collector RSS: peak $(mib "$PEAK_RSS_KIB") MiB, after the run $(mib "$RSS_AFTER_KIB") MiB"
+    echo "- rows: troubleshooting $ROWS_T, audience $ROWS_A (crawlers are kept out of it); /metrics: accepted $M_ACCEPTED, rejected $M_REJECTED, bot hits $M_BOTS"
+    echo "- wrk counted $ACCEPTED_WRK 2xx (warm-up + measured); the collector accepted $((M_ACCEPTED - ACCEPTED_WRK)) more: requests in flight when wrk stopped, which wrk does not count"
+    echo "- raw wrk output, collector log, /metrics: \`.work/bench/load-$STAMP/\`"
+    echo "- whole script until this report: $((SECONDS - START)) s"
+    echo
+    echo "Checks:"
+    printf '%s\n' "${checks[@]}"
+} >"$REPORT"
+cat "$REPORT"
+log "report: $REPORT"
+[ -z "$failed" ] || exit 1
