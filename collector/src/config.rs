@@ -78,9 +78,11 @@ pub struct SinkConfig {
     pub flush_interval_ms: u64,
     /// ...or as soon as it holds this many rows: large batches at high load.
     pub max_batch_rows: usize,
-    /// ...or this many bytes (estimated row size).
+    /// ...or this many bytes of memory (estimated: struct, text and allocation overhead).
     pub max_batch_bytes: usize,
-    /// Beacons waiting between the handlers and the batcher; when full, beacons get 503.
+    /// Beacons waiting between the handlers and the batcher (about 2 KiB each); when full,
+    /// beacons get 503. The batcher drains it continuously, so it fills only under
+    /// backpressure.
     pub queue_capacity: usize,
     /// Batches being inserted (or retried) at once; when all are busy the batcher stops
     /// taking from the queue, so memory stays bounded while ClickHouse is slow or down.
@@ -95,9 +97,9 @@ impl Default for SinkConfig {
     fn default() -> Self {
         Self {
             flush_interval_ms: 1_000,
-            max_batch_rows: 50_000,
-            max_batch_bytes: 16 * 1024 * 1024,
-            queue_capacity: 100_000,
+            max_batch_rows: 20_000,
+            max_batch_bytes: 8 * 1024 * 1024,
+            queue_capacity: 10_000,
             max_inflight_batches: 4,
             retry_initial_backoff_ms: 100,
             retry_max_backoff_ms: 10_000,

@@ -46,7 +46,10 @@ async fn post_event(app: &App, request: Request<Incoming>) -> Result<Response<Bo
     let beacon = beacon::from_json(&body)?;
     accept(app, beacon, &parts)?;
     let mut response = empty(StatusCode::ACCEPTED);
-    allow_origin(app, &parts.headers, response.headers_mut());
+    // Accepted, so any Origin sent is an allowed host of the beacon's site.
+    if let Some(origin) = parts.headers.get(header::ORIGIN) {
+        cors_headers(origin, response.headers_mut());
+    }
     Ok(response)
 }
 
@@ -75,8 +78,7 @@ fn accept(app: &App, beacon: Beacon, parts: &Parts) -> Result<(), Rejection> {
     }
     let site = app.sites.get(&beacon.site).ok_or(Rejection::UnknownSite)?;
     if let Some(origin) = parts.headers.get(header::ORIGIN) {
-        let host = origin.to_str().ok().and_then(|o| url::Url::parse(o).ok()).and_then(|u| u.host_str().map(str::to_owned));
-        if !host.is_some_and(|h| host_allowed(site, &h)) {
+        if !origin_host(origin).is_some_and(|h| host_allowed(site, &h)) {
             return Err(Rejection::OriginNotAllowed);
         }
     }
@@ -189,16 +191,24 @@ fn preflight(app: &App, headers: &HeaderMap) -> Result<Response<Body>, Rejection
     Ok(response)
 }
 
-/// Adds `Access-Control-Allow-Origin` when the request's Origin is an allowed host of a site.
+/// Adds the CORS headers when the request's Origin is an allowed host of any site.
 fn allow_origin(app: &App, request: &HeaderMap, response: &mut HeaderMap) -> bool {
     let Some(origin) = request.get(header::ORIGIN) else { return false };
-    let host = origin.to_str().ok().and_then(|o| url::Url::parse(o).ok()).and_then(|u| u.host_str().map(str::to_owned));
-    let allowed = host.is_some_and(|h| app.sites.values().any(|site| host_allowed(site, &h)));
+    let allowed = origin_host(origin).is_some_and(|h| app.sites.values().any(|site| host_allowed(site, &h)));
     if allowed {
-        response.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-        response.insert(header::VARY, HeaderValue::from_static("Origin"));
+        cors_headers(origin, response);
     }
     allowed
+}
+
+fn cors_headers(origin: &HeaderValue, response: &mut HeaderMap) {
+    response.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+    response.insert(header::VARY, HeaderValue::from_static("Origin"));
+}
+
+/// The host of an `Origin` header; `None` for `null` or anything unparsable.
+fn origin_host(origin: &HeaderValue) -> Option<String> {
+    url::Url::parse(origin.to_str().ok()?).ok()?.host_str().map(str::to_owned)
 }
 
 #[cfg(test)]

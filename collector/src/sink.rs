@@ -211,30 +211,40 @@ trait SinkRow: RowOwned + RowWrite + Send + Sync {
     fn approx_bytes(&self) -> usize;
 }
 
+/// What a row costs in memory: the struct, its text, and about 16 bytes of allocator overhead
+/// per heap allocation. An estimate, so that `max_batch_bytes` bounds real memory.
+fn row_bytes<'a>(struct_size: usize, texts: impl IntoIterator<Item = &'a String>) -> usize {
+    struct_size + texts.into_iter().map(|s| if s.is_empty() { 0 } else { s.len() + 16 }).sum::<usize>()
+}
+
 impl SinkRow for AudienceRow {
     fn approx_bytes(&self) -> usize {
-        96 + [&self.site, &self.host, &self.path, &self.query, &self.ref_host, &self.ref_path, &self.name]
-            .iter()
-            .map(|s| s.len())
-            .sum::<usize>()
-            + self.prop_keys.iter().chain(&self.prop_values).map(String::len).sum::<usize>()
-            + self.browser.len()
-            + self.os.len()
-            + self.city.len()
-            + self.region.len()
+        let r = self;
+        row_bytes(
+            std::mem::size_of::<Self>(),
+            [
+                &r.site, &r.host, &r.path, &r.query, &r.utm_source, &r.utm_medium, &r.utm_campaign, &r.utm_term,
+                &r.utm_content, &r.ref_host, &r.ref_path, &r.name, &r.browser, &r.browser_version, &r.os,
+                &r.os_version, &r.device, &r.country, &r.region, &r.city, &r.lang,
+            ]
+            .into_iter()
+            .chain(&r.prop_keys)
+            .chain(&r.prop_values),
+        )
     }
 }
 
 impl SinkRow for TroubleshootingRow {
     fn approx_bytes(&self) -> usize {
-        160 + [&self.site, &self.host, &self.path, &self.ref_host, &self.ref_path, &self.name, &self.user_agent]
-            .iter()
-            .map(|s| s.len())
-            .sum::<usize>()
-            + self.error_message.len()
-            + self.error_source.len()
-            + self.error_stack.len()
-            + self.as_org.len()
+        let r = self;
+        row_bytes(
+            std::mem::size_of::<Self>(),
+            [
+                &r.site, &r.network, &r.as_org, &r.country, &r.host, &r.path, &r.ref_host, &r.ref_path, &r.name,
+                &r.user_agent, &r.browser, &r.browser_version, &r.os, &r.os_version, &r.device, &r.error_message,
+                &r.error_source, &r.error_stack,
+            ],
+        )
     }
 }
 
