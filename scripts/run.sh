@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The run command: ClickHouse, the schema, the collector and a demo page that embeds the
 # snippet. Views of the demo page land in ClickHouse; Ctrl-C stops everything.
-#   ClickHouse  http://127.0.0.1:18123   (data in .work/clickhouse/demo)
+#   ClickHouse  http://127.0.0.1:18123   (data in .work/clickhouse/demo; salts and retention
+#               kept by `aggregator run`)
 #   collector   http://127.0.0.1:18080   (config/collector.toml)
 #   demo page   http://127.0.0.1:18000/  (demo/index.html)
 # usage: scripts/run.sh
@@ -42,11 +43,8 @@ setsid --wait "$ROOT/scripts/clickhouse.sh" start --name demo >/dev/null
 
 target/release/collector --config config/collector.toml &
 pids+=($!)
-# Salts for the next period are created ahead of time; refreshing hourly keeps a long-running
-# demo collecting across midnight.
-# sleep runs in the background so that SIGTERM from cleanup can end it too.
-(trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
- while sleep 3600 & sleeper=$!; wait "$sleeper"; do "${AGGREGATOR[@]}" salts || true; done) &
+# Salt rotation and retention, every run.interval_s.
+"${AGGREGATOR[@]}" run &
 pids+=($!)
 python3 -m http.server 18000 --bind 127.0.0.1 --directory "$ROOT/demo" >/dev/null 2>&1 &
 pids+=($!)

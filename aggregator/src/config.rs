@@ -12,19 +12,56 @@ pub struct Config {
     pub clickhouse: ClickHouseConfig,
     #[serde(default)]
     pub salts: SaltsConfig,
+    #[serde(default)]
+    pub retention: RetentionConfig,
+    #[serde(default)]
+    pub run: RunConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SaltsConfig {
-    /// Length of one salt period, in seconds; periods start at multiples of it since the Unix
-    /// epoch (so the default is one UTC day). Must divide a day or be whole days.
+    /// Length of one salt period, in seconds: whole days, 1 to 7. Periods start at multiples
+    /// of it since the Unix epoch, so the default is one UTC day.
     pub rotation_period_s: u32,
+    /// How long a salt is kept after its period ends, in seconds; then it is deleted from
+    /// ClickHouse and nobody can recompute that period's visitor ids. The default keeps
+    /// today's and yesterday's salts only.
+    pub grace_period_s: u32,
 }
 
 impl Default for SaltsConfig {
     fn default() -> Self {
-        Self { rotation_period_s: 86_400 }
+        Self { rotation_period_s: 86_400, grace_period_s: 86_400 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Days of audience events kept (whole daily partitions are dropped after that):
+    /// about 13 months by default.
+    pub audience_days: u32,
+    /// Days of troubleshooting events kept.
+    pub troubleshooting_days: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self { audience_days: 396, troubleshooting_days: 14 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// `aggregator run`: seconds between passes of salt rotation and retention.
+    pub interval_s: u64,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self { interval_s: 300 }
     }
 }
 
@@ -39,12 +76,22 @@ impl Config {
         let mut problems = Vec::new();
         self.clickhouse.validate(&mut problems);
         let period = self.salts.rotation_period_s;
-        let fits_a_day = period >= 3_600 && (86_400 % period == 0 || period % 86_400 == 0);
-        if !fits_a_day || period > 7 * 86_400 {
-            problems.push(ConfigProblem::new(
-                "salts.rotation_period_s",
-                "must be at least 3600, divide 86400 or be whole days, and at most 7 days",
-            ));
+        // Whole days: salts are partitioned by the day their period starts, and deleting a
+        // salt drops its partition, which must hold no other period.
+        if period == 0 || period % 86_400 != 0 || period > 7 * 86_400 {
+            problems.push(ConfigProblem::new("salts.rotation_period_s", "must be whole days (86400 x 1 to 7)"));
+        }
+        if self.salts.grace_period_s > 31 * 86_400 {
+            problems.push(ConfigProblem::new("salts.grace_period_s", "must be at most 31 days"));
+        }
+        if self.retention.audience_days == 0 {
+            problems.push(ConfigProblem::new("retention.audience_days", "must be at least 1"));
+        }
+        if self.retention.troubleshooting_days == 0 {
+            problems.push(ConfigProblem::new("retention.troubleshooting_days", "must be at least 1"));
+        }
+        if self.run.interval_s == 0 || self.run.interval_s > 3_600 {
+            problems.push(ConfigProblem::new("run.interval_s", "must be between 1 and 3600"));
         }
         problems
     }
@@ -62,8 +109,18 @@ mod tests {
     }
 
     #[test]
-    fn rejects_periods_that_do_not_tile_days() {
-        let c: Config = toml::from_str("[salts]\nrotation_period_s = 7000\n").unwrap();
-        assert_eq!(c.problems()[0].key, "salts.rotation_period_s");
+    fn rejects_periods_that_are_not_whole_days() {
+        for bad in [0, 3_600, 7_000, 8 * 86_400] {
+            let c: Config = toml::from_str(&format!("[salts]\nrotation_period_s = {bad}\n")).unwrap();
+            assert_eq!(c.problems()[0].key, "salts.rotation_period_s", "{bad}");
+        }
+    }
+
+    #[test]
+    fn reports_every_bad_lifecycle_value() {
+        let c: Config =
+            toml::from_str("[retention]\naudience_days = 0\ntroubleshooting_days = 0\n[run]\ninterval_s = 0\n").unwrap();
+        let keys: Vec<_> = c.problems().into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["retention.audience_days", "retention.troubleshooting_days", "run.interval_s"]);
     }
 }

@@ -1,16 +1,22 @@
-//! The aggregator owns ClickHouse: it applies migrations (`migrate`), keeps salts for the
-//! current and next period (`salts`), and reports (`stats`). Retention, data-subject requests
-//! and roles come next. Every job is a plain async function over a `clickhouse::Client`, so the
-//! binary is a thin dispatcher. See ARCHITECTURE.md.
+//! The aggregator owns ClickHouse: it applies migrations (`migrate`), creates salts ahead of
+//! time and deletes expired ones (`salts`), drops partitions past retention (`retention`),
+//! records every deletion (`audit`), runs those jobs periodically (`run`), and reports
+//! (`stats`). Every job is a plain async function over a `clickhouse::Client`, so the binary is
+//! a thin dispatcher. See ARCHITECTURE.md.
 
+mod audit;
 mod config;
 mod migrate;
+mod retention;
+mod run;
 mod salts;
 mod stats;
 
 pub use crate::{
-    config::{Config, SaltsConfig},
+    config::{Config, RetentionConfig, RunConfig, SaltsConfig},
     migrate::{MigrateError, Report as MigrateReport, migrate},
-    salts::{SaltError, ensure as ensure_salts, period_start},
+    retention::enforce as enforce_retention,
+    run::{Pass, PassError, forever as run_forever, pass as run_pass},
+    salts::{SaltError, ensure as ensure_salts, expire as expire_salts, period_start},
     stats::{PageStats, Stats, stats},
 };

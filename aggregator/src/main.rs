@@ -24,8 +24,16 @@ struct Args {
 enum Command {
     /// Apply pending schema migrations, then create the current and next salts if missing.
     Migrate,
-    /// Create the salts of the current and next period if they are missing.
+    /// Rotate salts, enforce retention, every `run.interval_s`, until SIGINT/SIGTERM.
+    Run {
+        /// One pass, then exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Create the salts of the current and next period if missing; delete expired salts.
     Salts,
+    /// Drop event partitions older than the retention of their store.
+    Retention,
     /// Pageviews, visitors, bot hits and top pages of a site for a period.
     Stats {
         /// The site id.
@@ -89,9 +97,27 @@ async fn run(config: aggregator::Config, command: Command) -> anyhow::Result<()>
                 created.len()
             );
         }
+        Command::Run { once: true } => {
+            let pass = aggregator::run_pass(&client, &databases, &config, now).await?;
+            println!(
+                "salts created: {}; salts deleted: {}; partitions dropped: {}",
+                pass.salts_created, pass.salts_deleted, pass.partitions_dropped
+            );
+        }
+        Command::Run { once: false } => {
+            aggregator::run_forever(&client, &databases, &config, unix_now, shutdown_signal()).await;
+        }
         Command::Salts => {
             let created = aggregator::ensure_salts(&client, &databases, config.salts.rotation_period_s, now).await?;
-            println!("salts created for {} period(s)", created.len());
+            let deleted = aggregator::expire_salts(&client, &databases, config.salts.grace_period_s, now).await?;
+            println!("salts created for {} period(s); {} expired salt(s) deleted", created.len(), deleted.len());
+        }
+        Command::Retention => {
+            let dropped = aggregator::enforce_retention(&client, &databases, &config.retention, now).await?;
+            println!("partitions dropped: {}", dropped.len());
+            for row in dropped {
+                println!("  {} ({} rows)", row.target, row.rows);
+            }
         }
         Command::Stats { site, from, to, top, json } => {
             let from = match from {
@@ -112,6 +138,19 @@ async fn run(config: aggregator::Config, command: Command) -> anyhow::Result<()>
         }
     }
     Ok(())
+}
+
+/// Resolves on SIGINT (Ctrl-C), SIGTERM or SIGHUP.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler cannot fail on Unix");
+    let mut hangup = signal(SignalKind::hangup()).expect("installing a SIGHUP handler cannot fail on Unix");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+        _ = hangup.recv() => {}
+    }
+    tracing::info!("signal received; stopping");
 }
 
 /// `YYYY-MM-DD` (00:00 UTC) or an RFC 3339 time, as Unix seconds.

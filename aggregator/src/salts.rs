@@ -5,7 +5,11 @@
 use std::collections::HashSet;
 
 use clickhouse::Client;
-use store::{Databases, SaltRow};
+use clickhouse::Row;
+use serde::Deserialize;
+use store::{AuditRow, Databases, SaltRow};
+
+use crate::audit;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SaltError {
@@ -52,6 +56,63 @@ pub async fn ensure(client: &Client, databases: &Databases, period_s: u32, now: 
         created.push(start);
     }
     Ok(created)
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct Period {
+    start: u32,
+    end: u32,
+    partition: u32,
+}
+
+/// Deletes the salts whose period ended more than `grace_s` ago, by dropping their partition
+/// (one per start day; rotation periods are whole days, so a partition holds one period).
+/// Returns the audit rows (already recorded). Once gone, nobody can recompute the visitor ids
+/// of those periods.
+pub async fn expire(client: &Client, databases: &Databases, grace_s: u32, now: u32) -> Result<Vec<AuditRow>, SaltError> {
+    let table = databases.salts();
+    let periods = client
+        .query(&format!(
+            "SELECT toUInt32(period_start) AS start, toUInt32(period_end) AS end, toYYYYMMDD(period_start) AS partition \
+             FROM {table} ORDER BY start"
+        ))
+        .fetch_all::<Period>()
+        .await
+        .map_err(|source| SaltError::ClickHouse { what: "reading salt periods", source })?;
+    let expired = |p: &Period| u64::from(p.end) + u64::from(grace_s) <= u64::from(now);
+    let mut partitions: Vec<u32> = periods.iter().filter(|p| expired(p)).map(|p| p.partition).collect();
+    partitions.dedup();
+    let mut deleted = Vec::new();
+    for partition in partitions {
+        let in_partition: Vec<&Period> = periods.iter().filter(|p| p.partition == partition).collect();
+        if !in_partition.iter().all(|p| expired(p)) {
+            tracing::warn!(partition, "a salt partition holds periods not yet expired; not dropped");
+            continue;
+        }
+        client
+            .query(&format!("ALTER TABLE {table} DROP PARTITION {partition}"))
+            .execute()
+            .await
+            .map_err(|source| SaltError::ClickHouse { what: "dropping an expired salt", source })?;
+        let rows: Vec<AuditRow> = in_partition
+            .iter()
+            .map(|p| {
+                tracing::info!(period_start = p.start, period_end = p.end, "expired salt deleted");
+                audit::deletion(
+                    now,
+                    "salt_delete",
+                    format!("{table} period {}..{}", p.start, p.end),
+                    1,
+                    format!("period ended more than {grace_s} s ago"),
+                )
+            })
+            .collect();
+        audit::record(client, databases, &rows)
+            .await
+            .map_err(|source| SaltError::ClickHouse { what: "recording salt deletions", source })?;
+        deleted.extend(rows);
+    }
+    Ok(deleted)
 }
 
 #[cfg(test)]

@@ -116,6 +116,11 @@ impl Install {
         self.dir.path().join("aggregator.toml")
     }
 
+    /// Rewrites the aggregator config with `extra` after `[clickhouse]`.
+    pub fn configure_aggregator(&self, extra: &str) {
+        std::fs::write(self.aggregator_config(), format!("{}{extra}", self.clickhouse_section())).unwrap();
+    }
+
     pub fn aggregator(&self, args: &[&str]) -> Output {
         Command::new(binary("aggregator"))
             .arg("--config")

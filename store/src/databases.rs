@@ -53,6 +53,14 @@ impl Databases {
         format!("{}.salts", self.meta)
     }
 
+    pub fn audit(&self) -> String {
+        format!("{}.audit", self.meta)
+    }
+
+    pub fn blocklist(&self) -> String {
+        format!("{}.blocklist", self.meta)
+    }
+
     pub fn migrations(&self) -> String {
         format!("{}.schema_migrations", self.meta)
     }

@@ -17,5 +17,7 @@ pub use crate::{
     config::{ClickHouseConfig, ConfigProblem, LoadError, check as check_config, load_toml},
     databases::{Databases, InvalidPrefix},
     migrations::{BOOTSTRAP, MIGRATIONS, Migration, split_statements},
-    rows::{AudienceRow, EventType, MigrationRow, SaltRow, TroubleshootingRow, day_number},
+    rows::{
+        AuditRow, AudienceRow, BlocklistRow, EventType, MigrationRow, SaltRow, SubjectKind, TroubleshootingRow, day_number,
+    },
 };

@@ -25,11 +25,10 @@ ORDER BY version;
 ";
 
 /// Every migration, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "stores",
-    sql: include_str!("../migrations/0001_stores.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "stores", sql: include_str!("../migrations/0001_stores.sql") },
+    Migration { version: 2, name: "lifecycle", sql: include_str!("../migrations/0002_lifecycle.sql") },
+];
 
 /// Splits a migration into statements: drops `--` comment lines and splits on a `;` that ends
 /// a line. Migrations are our own files, so this simple rule is all they need.

@@ -135,3 +135,49 @@ pub struct MigrationRow {
     pub checksum: String,
     pub applied_at: u32,
 }
+
+/// `<prefix>_meta.audit`: one row per deletion or data-subject request.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct AuditRow {
+    pub ts: u32,
+    /// What was done: `retention_drop`, `salt_delete`, `subject_block`, ...
+    pub action: String,
+    pub site: String,
+    /// The table, partition or period acted on.
+    pub target: String,
+    /// `cookie`, `visitor`, or empty when no person is concerned.
+    pub subject_kind: String,
+    /// The pseudonym concerned, never a raw value; 0 when none.
+    pub subject_id: u64,
+    pub rows: u64,
+    pub detail: String,
+}
+
+/// The `subject_kind` of the blocklist (`Enum8`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize_repr, Deserialize_repr)]
+#[repr(i8)]
+pub enum SubjectKind {
+    /// A cookie pseudonym (`cookie_id`): the same browser across days.
+    Cookie = 1,
+    /// A visitor id (`visitor_id`): one (site, IP, User-Agent) within one salt period.
+    Visitor = 2,
+}
+
+impl SubjectKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubjectKind::Cookie => "cookie",
+            SubjectKind::Visitor => "visitor",
+        }
+    }
+}
+
+/// `<prefix>_meta.blocklist`: a block (1) or unblock (0) request; the latest row decides.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct BlocklistRow {
+    pub site: String,
+    pub subject_kind: SubjectKind,
+    pub subject_id: u64,
+    pub blocked: u8,
+    pub ts: u32,
+}

@@ -1,0 +1,60 @@
+//! `aggregator run`: the long-running service. Each pass creates the salts ahead of time,
+//! deletes expired ones, and enforces retention; `--once` runs a single pass.
+
+use std::{future::Future, time::Duration};
+
+use clickhouse::Client;
+use store::Databases;
+
+use crate::{Config, retention, salts};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    #[error(transparent)]
+    Salts(#[from] salts::SaltError),
+    #[error("retention: ClickHouse refused: {0}")]
+    Retention(#[from] clickhouse::error::Error),
+}
+
+/// What one pass did.
+#[derive(Debug, Default)]
+pub struct Pass {
+    pub salts_created: usize,
+    pub salts_deleted: usize,
+    pub partitions_dropped: usize,
+}
+
+pub async fn pass(client: &Client, databases: &Databases, config: &Config, now: u32) -> Result<Pass, PassError> {
+    let created = salts::ensure(client, databases, config.salts.rotation_period_s, now).await?;
+    let deleted = salts::expire(client, databases, config.salts.grace_period_s, now).await?;
+    let dropped = retention::enforce(client, databases, &config.retention, now).await?;
+    Ok(Pass { salts_created: created.len(), salts_deleted: deleted.len(), partitions_dropped: dropped.len() })
+}
+
+/// Runs a pass every `run.interval_s` until `shutdown` resolves. A failed pass is logged and
+/// retried at the next interval: a ClickHouse outage must not stop salt rotation for good.
+pub async fn forever(
+    client: &Client,
+    databases: &Databases,
+    config: &Config,
+    clock: fn() -> u32,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let interval = Duration::from_secs(config.run.interval_s);
+    loop {
+        match pass(client, databases, config, clock()).await {
+            Ok(p) => tracing::info!(
+                salts_created = p.salts_created,
+                salts_deleted = p.salts_deleted,
+                partitions_dropped = p.partitions_dropped,
+                "pass done"
+            ),
+            Err(error) => tracing::error!(%error, "pass failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = &mut shutdown => return,
+        }
+    }
+}
