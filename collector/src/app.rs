@@ -71,7 +71,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let app = Arc::new(App {
         sites,
         pipeline: Pipeline {
-            agents: AgentParser::new(AGENT_CACHE_CAPACITY),
+            agents: AgentParser::with_bot_patterns(AGENT_CACHE_CAPACITY, &config.bots.extra_patterns),
             geo,
             cookie_key,
             ipv4_prefix_len: config.privacy.ipv4_prefix_len,

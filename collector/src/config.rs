@@ -11,6 +11,11 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use store::{ClickHouseConfig, ConfigProblem, LoadError};
 
+use crate::{
+    enrich::{BotPatterns, ORDINARY_BROWSERS},
+    urls::Routes,
+};
+
 /// The beacon API's body limit (beacon-api.md), after decompression too. Not configurable:
 /// it is part of the public contract.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -18,6 +23,47 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// The query parameters every site keeps (privacy-model.md section 4).
 pub const DEFAULT_QUERY_ALLOWLIST: [&str; 5] =
     ["utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content"];
+
+/// `[bots] extra_patterns` by default: User-Agent substrings (case-insensitive) that mark a
+/// bot besides woothee's crawler category (privacy-model.md section 7). Word-ish on purpose:
+/// a bare `bot` would also match the Cubot phone brand, so a bot's product name is recognised
+/// by what ends it (`bot/`, `bot;`, `bot)`) or by the `+http` link that self-declared crawlers
+/// carry. None matches an ordinary browser (`enrich::ORDINARY_BROWSERS`).
+pub const DEFAULT_BOT_PATTERNS: [&str; 24] = [
+    // Self-declared crawlers: "(compatible; SomeBot/1.0; +http://example.com/bot)".
+    "bot/",
+    "bot;",
+    "bot)",
+    "+http",
+    "spider",
+    "crawl",
+    "slurp",
+    // Headless and audit browsers.
+    "headlesschrome",
+    "phantomjs",
+    "lighthouse",
+    // HTTP libraries and command-line tools: no person behind them runs the snippet.
+    "curl/",
+    "wget/",
+    "python-requests",
+    "python-urllib",
+    "python-httpx",
+    "aiohttp",
+    "go-http-client",
+    "java/",
+    "okhttp",
+    "apache-httpclient",
+    "node-fetch",
+    "axios/",
+    "libwww-perl",
+    "scrapy",
+];
+
+/// Most `[bots] extra_patterns`, and the longest one in characters.
+const MAX_BOT_PATTERNS: usize = 500;
+const MAX_BOT_PATTERN_CHARS: usize = 200;
+/// Most route templates per site.
+const MAX_ROUTES_PER_SITE: usize = 64;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,6 +80,8 @@ pub struct Config {
     pub geoip: GeoIpConfig,
     #[serde(default)]
     pub privacy: PrivacyConfig,
+    #[serde(default)]
+    pub bots: BotsConfig,
     /// The sites this collector accepts beacons for.
     #[serde(default)]
     pub sites: Vec<SiteConfig>,
@@ -180,6 +228,21 @@ impl Default for PrivacyConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BotsConfig {
+    /// Case-insensitive User-Agent substrings that mark a bot besides woothee's crawler
+    /// category. Bots never enter the audience store. Setting the list replaces
+    /// [`DEFAULT_BOT_PATTERNS`]; copy them to keep them.
+    pub extra_patterns: Vec<String>,
+}
+
+impl Default for BotsConfig {
+    fn default() -> Self {
+        Self { extra_patterns: DEFAULT_BOT_PATTERNS.iter().map(|p| (*p).to_owned()).collect() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SiteConfig {
     /// The `site` value beacons carry.
@@ -201,6 +264,11 @@ pub struct SiteConfig {
     /// Query parameters kept for this site besides the global ones.
     #[serde(default)]
     pub query_allowlist: Vec<String>,
+    /// Route templates such as `/accounts/:id/bills`: a `:name` segment matches any one
+    /// segment, and a page or same-site referrer path that matches is stored as the template.
+    /// They take precedence over the identifier heuristics (see `urls`).
+    #[serde(default)]
+    pub routes: Routes,
 }
 
 fn default_cookie_name() -> String {
@@ -275,10 +343,8 @@ impl Config {
         }
 
         for (key, path) in [("geoip.location_db", &self.geoip.location_db), ("geoip.asn_db", &self.geoip.asn_db)] {
-            if let Some(path) = path {
-                if !path.is_file() {
-                    p(key, &format!("{} is not a readable file", path.display()));
-                }
+            if let Some(path) = path.as_ref().filter(|path| !path.is_file()) {
+                p(key, &format!("{} is not a readable file", path.display()));
             }
         }
 
@@ -315,6 +381,30 @@ impl Config {
                 p(&key("cookie_name"), "must be letters, digits, '_' or '-'");
             }
             check_param_names(&key("query_allowlist"), &site.query_allowlist, &mut p);
+            if site.routes.listed() > MAX_ROUTES_PER_SITE {
+                p(&key("routes"), &format!("at most {MAX_ROUTES_PER_SITE} templates per site"));
+            }
+            for problem in site.routes.problems() {
+                p(&key("routes"), problem);
+            }
+        }
+
+        let patterns = &self.bots.extra_patterns;
+        if patterns.len() > MAX_BOT_PATTERNS {
+            p("bots.extra_patterns", &format!("at most {MAX_BOT_PATTERNS} patterns"));
+        }
+        for pattern in patterns {
+            if pattern.trim().is_empty() {
+                p("bots.extra_patterns", &format!("{pattern:?}: a pattern must not be empty or white space"));
+            } else if pattern.chars().count() > MAX_BOT_PATTERN_CHARS {
+                let start: String = pattern.chars().take(40).collect();
+                p("bots.extra_patterns", &format!("{start:?}...: a pattern has at most {MAX_BOT_PATTERN_CHARS} characters"));
+            } else if let Some(browser) = ORDINARY_BROWSERS.iter().find(|b| BotPatterns::new(&[pattern]).matches(b)) {
+                p(
+                    "bots.extra_patterns",
+                    &format!("{pattern:?} matches an ordinary browser ({browser}), so every visitor would count as a bot"),
+                );
+            }
         }
 
         if self.sites.iter().any(|s| s.cookie_mode) {
@@ -325,7 +415,6 @@ impl Config {
             }
         }
 
-        drop(p);
         self.clickhouse.validate(&mut problems);
         problems
     }
@@ -379,6 +468,39 @@ mod tests {
     #[test]
     fn rejects_unknown_keys() {
         assert!(toml::from_str::<Config>("[server]\nlisten_addr = \"x\"\n").is_err());
+    }
+
+    #[test]
+    fn reports_bad_route_templates_and_bot_patterns() {
+        let routes: Vec<String> = (0..65).map(|i| format!("\"/r{i}/:id\"")).collect();
+        let c = parse(&format!(
+            "[bots]\nextra_patterns = [\"\", \" \", \"{}\", \"Mozilla\", \"python-requests\"]\n\
+             [[sites]]\nid = \"a\"\nallowed_hosts = [\"a.ru\"]\nroutes = [\"accounts/:id\", \"/a//b\", \"/ok/:id\"]\n\
+             [[sites]]\nid = \"b\"\nallowed_hosts = [\"b.ru\"]\nroutes = [{}]\n",
+            "x".repeat(201),
+            routes.join(", ")
+        ));
+        let problems: Vec<_> = c.problems().into_iter().map(|p| (p.key, p.message)).collect();
+        let count = |key: &str| problems.iter().filter(|(k, _)| k == key).count();
+        assert_eq!(count("bots.extra_patterns"), 4, "{problems:?}");
+        assert_eq!(count("sites[0].routes"), 2, "{problems:?}");
+        assert_eq!(count("sites[1].routes"), 1, "{problems:?}");
+        assert_eq!(problems.len(), 7, "{problems:?}");
+    }
+
+    #[test]
+    fn default_bot_patterns_are_valid_and_listed_once() {
+        let c = parse("[[sites]]\nid = \"a\"\nallowed_hosts = [\"a.ru\"]\n");
+        assert_eq!(c.bots.extra_patterns.len(), DEFAULT_BOT_PATTERNS.len());
+        let unique: HashSet<_> = DEFAULT_BOT_PATTERNS.iter().collect();
+        assert_eq!(unique.len(), DEFAULT_BOT_PATTERNS.len());
+        assert!(DEFAULT_BOT_PATTERNS.iter().all(|p| *p == p.to_ascii_lowercase()));
+    }
+
+    #[test]
+    fn shipped_config_lists_the_default_bot_patterns() {
+        let shipped = parse(include_str!("../../config/collector.toml"));
+        assert_eq!(shipped.bots.extra_patterns, DEFAULT_BOT_PATTERNS);
     }
 
     #[test]

@@ -1,6 +1,11 @@
 //! Enrichment: User-Agent parsing (woothee behind a bounded cache) and GeoIP/ASN lookups
 //! (maxminddb, databases held in memory). No I/O after start-up and no failure on bad input:
 //! an unknown agent or address yields empty fields.
+//!
+//! An agent is a bot when woothee files it as a crawler or when it contains one of the
+//! configured bot patterns (`[bots] extra_patterns`, case-insensitive substrings). Both checks
+//! run once per distinct User-Agent, inside the cached parse, so the hot path never matches
+//! patterns.
 
 use std::{net::IpAddr, path::Path, sync::Arc};
 
@@ -17,22 +22,82 @@ pub struct Agent {
     pub os_version: String,
     /// woothee's category: pc, smartphone, mobilephone, appliance, crawler, misc; empty if unknown.
     pub device: String,
-    pub is_crawler: bool,
+    /// woothee's crawler category or a bot pattern: kept out of the audience store.
+    pub is_bot: bool,
 }
 
 /// Longest User-Agent parsed, cached and stored; real ones are far shorter.
 pub const MAX_USER_AGENT_BYTES: usize = 512;
+
+/// Ordinary browsers, as the e2e tests send them. No bot pattern may match one of them:
+/// config validation refuses such a pattern, and the tests check the defaults.
+pub const ORDINARY_BROWSERS: [&str; 7] = [
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/118.0.0.0 YaBrowser/23.11.0.0 Safari/537.36",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36 Edg/120.0.2210.91",
+    "Mozilla/5.0 (Linux; Android 13; SM-A536B) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.6099.144 Mobile Safari/537.36",
+    // Cubot is a phone brand: a bare "bot" pattern would make its owners bots.
+    "Mozilla/5.0 (Linux; Android 10; CUBOT X30) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/119.0.0.0 Mobile Safari/537.36",
+];
+
+/// Substrings that mark a User-Agent as a bot, compared ignoring ASCII case. They are
+/// filed by their first byte, so a match is one pass over the agent that compares only the
+/// patterns starting with the byte at hand: the cost hardly grows with the number of patterns.
+#[derive(Debug, Clone, Default)]
+pub struct BotPatterns {
+    /// 256 lists, one per lower-case first byte, or none when there are no patterns.
+    by_first_byte: Vec<Vec<Box<[u8]>>>,
+}
+
+impl BotPatterns {
+    pub fn new(patterns: &[impl AsRef<str>]) -> Self {
+        let mut by_first_byte = Vec::new();
+        for pattern in patterns {
+            let pattern = pattern.as_ref().to_ascii_lowercase().into_bytes();
+            if let Some(&first) = pattern.first() {
+                by_first_byte.resize_with(256, Vec::new);
+                by_first_byte[usize::from(first)].push(pattern.into_boxed_slice());
+            }
+        }
+        Self { by_first_byte }
+    }
+
+    pub fn matches(&self, user_agent: &str) -> bool {
+        if self.by_first_byte.is_empty() {
+            return false;
+        }
+        let agent = user_agent.as_bytes();
+        agent.iter().enumerate().any(|(i, b)| {
+            self.by_first_byte[usize::from(b.to_ascii_lowercase())]
+                .iter()
+                .any(|p| agent.get(i..i + p.len()).is_some_and(|s| s.eq_ignore_ascii_case(p)))
+        })
+    }
+}
 
 /// woothee costs microseconds per parse and real traffic repeats a few thousand agents, so a
 /// bounded cache makes the common case a hash lookup.
 pub struct AgentParser {
     cache: quick_cache::sync::Cache<String, Arc<Agent>>,
     parser: woothee::parser::Parser,
+    bots: BotPatterns,
 }
 
 impl AgentParser {
+    /// A parser with the default bot patterns (`config::DEFAULT_BOT_PATTERNS`).
     pub fn new(capacity: usize) -> Self {
-        Self { cache: quick_cache::sync::Cache::new(capacity), parser: woothee::parser::Parser::new() }
+        Self::with_bot_patterns(capacity, &crate::config::DEFAULT_BOT_PATTERNS)
+    }
+
+    /// A parser that also calls agents matching `patterns` bots.
+    pub fn with_bot_patterns(capacity: usize, patterns: &[impl AsRef<str>]) -> Self {
+        Self {
+            cache: quick_cache::sync::Cache::new(capacity),
+            parser: woothee::parser::Parser::new(),
+            bots: BotPatterns::new(patterns),
+        }
     }
 
     /// The agent for a (truncated) User-Agent string, and whether the cache had it.
@@ -46,7 +111,8 @@ impl AgentParser {
     }
 
     fn parse_uncached(&self, user_agent: &str) -> Agent {
-        let Some(r) = self.parser.parse(user_agent) else { return Agent::default() };
+        let is_bot = self.bots.matches(user_agent);
+        let Some(r) = self.parser.parse(user_agent) else { return Agent { is_bot, ..Agent::default() } };
         // woothee says UNKNOWN where it cannot tell; an empty field says the same in SQL.
         let known = |s: &str| if s == woothee::woothee::VALUE_UNKNOWN { String::new() } else { s.to_owned() };
         Agent {
@@ -55,7 +121,7 @@ impl AgentParser {
             os: known(r.os),
             os_version: known(&r.os_version),
             device: known(r.category),
-            is_crawler: r.category == "crawler",
+            is_bot: is_bot || r.category == "crawler",
         }
     }
 }
@@ -184,9 +250,9 @@ mod tests {
         );
         assert!(!hit);
         assert_eq!((chrome.browser.as_str(), chrome.browser_version.as_str(), chrome.device.as_str()), ("Chrome", "120", "pc"));
-        assert!(!chrome.is_crawler);
+        assert!(!chrome.is_bot);
         let (bot, _) = p.parse("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)");
-        assert!(bot.is_crawler);
+        assert!(bot.is_bot);
         assert_eq!(bot.device, "crawler");
     }
 
@@ -205,7 +271,73 @@ mod tests {
     fn unknown_agent_is_not_an_error() {
         let (a, _) = AgentParser::new(4).parse("");
         assert_eq!(a.browser, "");
-        assert!(!a.is_crawler);
+        assert!(!a.is_bot);
+    }
+
+    fn check_bot(user_agent: &str, expected: bool) {
+        let (agent, _) = AgentParser::new(4).parse(user_agent);
+        assert_eq!(agent.is_bot, expected, "{user_agent}");
+    }
+
+    #[test]
+    fn default_patterns_catch_tools_and_headless_browsers_but_no_browser() {
+        for browser in ORDINARY_BROWSERS {
+            check_bot(browser, false);
+        }
+        for bot in [
+            "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+            "Mozilla/5.0 (compatible; YandexBot/3.0; +http://yandex.com/bots)",
+            "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+            "Mozilla/5.0 (compatible; YandexMetrika/2.0; +http://yandex.com/bots)",
+            "Mozilla/5.0 (Linux; Android 7.0;) AppleWebKit/537.36 (KHTML, like Gecko) Mobile Safari/537.36 (compatible; PetalBot;+https://webmaster.petalsearch.com/site/petalbot)",
+            "Mozilla/5.0 (compatible; SemrushBot/7~bl; +http://www.semrush.com/bot.html)",
+            "Mozilla/5.0 (Linux; Android 5.0) AppleWebKit/537.36 (KHTML, like Gecko) Mobile Safari/537.36 (compatible; Bytespider; spider-feedback@bytedance.com)",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0.6099.109 Safari/537.36",
+            "Mozilla/5.0 (Unknown; Linux x86_64) AppleWebKit/538.1 (KHTML, like Gecko) PhantomJS/2.1.1 Safari/538.1",
+            "TelegramBot (like TwitterBot)",
+            "curl/8.5.0",
+            "Wget/1.21.4",
+            "python-requests/2.31.0",
+            "Python-urllib/3.11",
+            "Go-http-client/1.1",
+            "Java/17.0.9",
+            "okhttp/4.12.0",
+            "Apache-HttpClient/4.5.14 (Java/17.0.9)",
+            "node-fetch/1.0 (+https://github.com/bitinn/node-fetch)",
+            "axios/1.6.2",
+            "Scrapy/2.11.0 (+https://scrapy.org)",
+            "Mozilla/5.0 (Linux; Android 11; moto g power (2022)) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/119.0.0.0 Mobile Safari/537.36 Chrome-Lighthouse",
+        ] {
+            check_bot(bot, true);
+        }
+    }
+
+    #[test]
+    fn bot_patterns_match_anywhere_ignoring_ascii_case() {
+        let patterns = BotPatterns::new(&["Curl/", "-BOT", "ыыы", "longer than the agent", ""]);
+        for (agent, expected) in [
+            ("curl/8", true),
+            ("x CURL/", true),
+            ("my-bot", true),
+            ("my-bo", false),
+            ("абвыыы", true),
+            ("longer than", false),
+            ("", false),
+            ("Mozilla/5.0", false),
+        ] {
+            assert_eq!(patterns.matches(agent), expected, "{agent}");
+        }
+        assert!(!BotPatterns::new(&[""]).matches("anything"), "an empty pattern matches nothing");
+    }
+
+    #[test]
+    fn configured_patterns_replace_the_defaults_case_insensitively() {
+        let p = AgentParser::with_bot_patterns(4, &["MyMonitor"]);
+        assert!(p.parse("mymonitor/1.0").0.is_bot);
+        assert!(!p.parse("curl/8.5.0").0.is_bot, "the defaults are replaced; woothee calls curl misc");
+        assert!(p.parse("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)").0.is_bot, "woothee still counts");
+        let none = AgentParser::with_bot_patterns(4, &[] as &[&str]);
+        assert!(!none.parse("python-requests/2.31.0").0.is_bot);
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod metrics;
 mod pipeline;
 mod respond;
 mod salts;
+mod scrub;
 mod service;
 mod sink;
 mod snippet;

@@ -1,6 +1,7 @@
-//! The pure stage between a parsed beacon and stored rows: URL hygiene, enrichment,
-//! pseudonymisation, purpose routing. The raw IP and cookie value enter here and do not leave:
-//! the only output is [`Pseudonymised`], which nothing else can construct.
+//! The pure stage between a parsed beacon and stored rows: URL hygiene, free-text scrubbing,
+//! enrichment, pseudonymisation, purpose routing. The raw IP and cookie value enter here and do
+//! not leave: the only output is [`Pseudonymised`], which nothing else can construct. Every
+//! text field of a stored row has been through `urls` or `scrub` first.
 
 use std::net::IpAddr;
 
@@ -13,7 +14,8 @@ use crate::{
     beacon::Beacon,
     config::{DoNotTrack, SiteConfig},
     enrich::{AgentParser, GeoDb, MAX_USER_AGENT_BYTES},
-    urls,
+    scrub,
+    urls::{self, SiteRules},
 };
 
 /// Rows ready for storage. Private fields and no public constructor: holding one proves the
@@ -69,15 +71,21 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// `keys` are the salt keys of the period containing `facts.received_at`.
-    pub fn process(&self, beacon: Beacon, facts: RequestFacts<'_>, site: &Site, keys: &SaltKeys) -> Outcome {
+    pub fn process(&self, mut beacon: Beacon, facts: RequestFacts<'_>, site: &Site, keys: &SaltKeys) -> Outcome {
         if facts.do_not_track && site.config.do_not_track == DoNotTrack::Drop {
             return Outcome::DroppedDoNotTrack;
         }
         let user_agent = truncate(facts.user_agent, MAX_USER_AGENT_BYTES);
         let (agent, ua_cache_hit) = self.agents.parse(user_agent);
         let geo = self.geo.lookup(facts.ip);
-        let page = urls::page(&beacon.url, &site.query_allowlist);
-        let referrer = beacon.referrer.as_ref().map(urls::referrer).unwrap_or_default();
+        let rules = SiteRules {
+            query_allowlist: &site.query_allowlist,
+            allowed_hosts: &site.config.allowed_hosts,
+            routes: &site.config.routes,
+        };
+        let page = urls::page(&beacon.url, &rules);
+        let referrer = beacon.referrer.as_ref().map(|r| urls::referrer(r, &rules, &page.host)).unwrap_or_default();
+        scrub_free_text(&mut beacon);
         let kind = beacon.kind.0;
 
         // Anonymous mode keeps neither pseudonym and no troubleshooting row (section 7).
@@ -93,7 +101,7 @@ impl Pipeline {
         };
         let date = day_number(facts.received_at);
 
-        let audience = (!agent.is_crawler && matches!(kind, EventType::Pageview | EventType::Event)).then(|| {
+        let audience = (!agent.is_bot && matches!(kind, EventType::Pageview | EventType::Event)).then(|| {
             let (prop_keys, prop_values) = beacon.props.iter().cloned().unzip();
             AudienceRow {
                 date,
@@ -136,7 +144,7 @@ impl Pipeline {
                 ts: facts.received_at,
                 site: site.config.id.clone(),
                 r#type: kind,
-                is_bot: u8::from(agent.is_crawler),
+                is_bot: u8::from(agent.is_bot),
                 visitor_id,
                 cookie_id,
                 ip_id: keys.ip_id(facts.ip),
@@ -170,7 +178,28 @@ impl Pipeline {
             }
         });
 
-        Outcome::Store { rows: Pseudonymised { audience, troubleshooting }, is_bot: agent.is_crawler, ua_cache_hit }
+        Outcome::Store { rows: Pseudonymised { audience, troubleshooting }, is_bot: agent.is_bot, ua_cache_hit }
+    }
+}
+
+/// Removes e-mail addresses and phone numbers from every free-text field (privacy-model.md
+/// section 4). URLs inside an error report are reduced like page URLs; `lang` is checked
+/// instead, since a valid tag holds neither. Allocates only for text that changes.
+fn scrub_free_text(beacon: &mut Beacon) {
+    if let Some(name) = &mut beacon.name {
+        scrub::in_place(name);
+    }
+    for (key, value) in &mut beacon.props {
+        scrub::in_place(key);
+        scrub::in_place(value);
+    }
+    if beacon.lang.as_deref().is_some_and(|l| !scrub::is_language_tag(l)) {
+        beacon.lang = None;
+    }
+    if let Some(error) = &mut beacon.error {
+        error.message = scrub::with_urls(&error.message);
+        error.source = scrub::with_urls(&error.source);
+        error.stack = scrub::with_urls(&error.stack);
     }
 }
 
@@ -202,7 +231,8 @@ mod tests {
 
     fn site(cookie_mode: bool, do_not_track: DoNotTrack) -> Site {
         let config: SiteConfig = toml::from_str(&format!(
-            "id = \"s\"\nallowed_hosts = [\"a.ru\"]\ncookie_mode = {cookie_mode}\ndo_not_track = \"{}\"",
+            "id = \"s\"\nallowed_hosts = [\"a.ru\"]\ncookie_mode = {cookie_mode}\ndo_not_track = \"{}\"\n\
+             routes = [\"/invoices/:id\"]",
             if do_not_track == DoNotTrack::Drop { "drop" } else { "anonymous" }
         ))
         .unwrap();
@@ -259,6 +289,47 @@ mod tests {
         assert_eq!((a.visitor_id, a.cookie_id), (0, 0));
         assert!(t.is_none());
         assert!(matches!(run(PAGEVIEW, facts(CHROME, true), &site(false, DoNotTrack::Drop)), Outcome::DroppedDoNotTrack));
+    }
+
+    #[test]
+    fn agents_matching_bot_patterns_are_kept_out_of_the_audience_store() {
+        let (a, t) = rows(run(PAGEVIEW, facts("python-requests/2.31.0", false), &site(false, DoNotTrack::Anonymous)));
+        assert!(a.is_none());
+        assert_eq!(t.unwrap().is_bot, 1);
+    }
+
+    #[test]
+    fn route_templates_apply_to_the_page_and_same_site_referrers() {
+        let body = r#"{"site":"s","url":"https://a.ru/invoices/0456/","ref":"https://a.ru/invoices/0455?x=1"}"#;
+        let (a, _) = rows(run(body, facts(CHROME, false), &site(false, DoNotTrack::Anonymous)));
+        let a = a.unwrap();
+        assert_eq!((a.path.as_str(), a.ref_host.as_str(), a.ref_path.as_str()), ("/invoices/:id", "a.ru", "/invoices/:id"));
+        let body = r#"{"site":"s","url":"https://a.ru/","ref":"https://b.ru/invoices/0455"}"#;
+        let (a, _) = rows(run(body, facts(CHROME, false), &site(false, DoNotTrack::Anonymous)));
+        assert_eq!(a.unwrap().ref_path, "/invoices/0455", "another site's path gets no templates");
+    }
+
+    #[test]
+    fn free_text_is_scrubbed_before_storage() {
+        let body = r#"{"site":"s","type":"event","url":"https://a.ru/","name":"callback 8 912 345-67-89",
+            "props":{"ivan@mail.ru":"+7 (912) 345-67-89","plan":"day-night"},"lang":"ivan@mail.ru"}"#;
+        let (a, t) = rows(run(body, facts(CHROME, false), &site(false, DoNotTrack::Anonymous)));
+        let a = a.unwrap();
+        assert_eq!(a.name, "callback [phone]");
+        assert_eq!(a.prop_keys, ["[email]", "plan"]);
+        assert_eq!(a.prop_values, ["[phone]", "day-night"]);
+        assert_eq!(a.lang, "");
+        assert_eq!(t.unwrap().name, "callback [phone]");
+
+        let body = r#"{"site":"s","type":"error","url":"https://a.ru/","lang":"ru-RU","err":{
+            "msg":"Failed: ivan@mail.ru, HTTP 503","src":"https://a.ru/app.js?token=secret#x","line":10,
+            "stack":"at pay (https://a.ru/accounts/4402117735/pay?sid=abc:10:5)"}}"#;
+        let (_, t) = rows(run(body, facts(CHROME, false), &site(false, DoNotTrack::Anonymous)));
+        let t = t.unwrap();
+        assert_eq!(t.error_message, "Failed: [email], HTTP 503");
+        assert_eq!(t.error_source, "https://a.ru/app.js");
+        assert_eq!(t.error_stack, "at pay (https://a.ru/accounts/:id/pay:10:5)");
+        assert_eq!(t.error_line, 10);
     }
 
     #[test]
