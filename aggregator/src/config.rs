@@ -1,6 +1,6 @@
 //! The aggregator's typed configuration, validated as a whole before any I/O.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use store::{ClickHouseConfig, ConfigProblem, LoadError};
@@ -16,6 +16,25 @@ pub struct Config {
     pub retention: RetentionConfig,
     #[serde(default)]
     pub run: RunConfig,
+    #[serde(default)]
+    pub privacy: PrivacyConfig,
+}
+
+/// The cookie key, the same secret as the collector's, to compute a person's cookie
+/// pseudonym for data-subject requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyConfig {
+    /// File with the secret (at least 32 bytes); takes precedence over `cookie_key_env`.
+    pub cookie_key_file: Option<PathBuf>,
+    /// Environment variable with the secret.
+    pub cookie_key_env: String,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        Self { cookie_key_file: None, cookie_key_env: "WEBSTATS_COOKIE_KEY".to_owned() }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -67,7 +86,12 @@ impl Default for RunConfig {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Self, LoadError> {
-        let config: Config = store::load_toml(path, "aggregator")?;
+        let mut config: Config = store::load_toml(path, "aggregator")?;
+        if let Some(file) = &mut config.privacy.cookie_key_file {
+            if file.is_relative() {
+                *file = path.parent().unwrap_or(Path::new(".")).join(&*file);
+            }
+        }
         store::check_config(path, config.problems())?;
         Ok(config)
     }

@@ -20,6 +20,18 @@ struct Args {
     command: Command,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SubjectAction {
+    /// Drop the person's new beacons and hide their past rows from analysts.
+    Block,
+    /// Lift a block.
+    Unblock,
+    /// Print everything stored about the person as JSON.
+    Export,
+    /// Delete every row stored about the person, in every store.
+    Erase,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Apply pending schema migrations, then create the current and next salts if missing.
@@ -34,6 +46,24 @@ enum Command {
     Salts,
     /// Drop event partitions older than the retention of their store.
     Retention,
+    /// A data-subject request about one person, named by what the site showed them.
+    Subject {
+        #[arg(value_enum)]
+        action: SubjectAction,
+        /// The site id.
+        #[arg(long)]
+        site: String,
+        /// The value of the site's first-party cookie (cookie mode).
+        #[arg(long, conflicts_with_all = ["ip", "ua"], required_unless_present = "ip")]
+        cookie: Option<String>,
+        /// The visitor's IP address (with --ua; matches only while the salts of the days
+        /// concerned are held, today's and yesterday's by default).
+        #[arg(long, requires = "ua")]
+        ip: Option<std::net::IpAddr>,
+        /// The visitor's User-Agent (with --ip).
+        #[arg(long, requires = "ip")]
+        ua: Option<String>,
+    },
     /// Pageviews, visitors, bot hits and top pages of a site for a period.
     Stats {
         /// The site id.
@@ -117,6 +147,38 @@ async fn run(config: aggregator::Config, command: Command) -> anyhow::Result<()>
             println!("partitions dropped: {}", dropped.len());
             for row in dropped {
                 println!("  {} ({} rows)", row.target, row.rows);
+            }
+        }
+        Command::Subject { action, site, cookie, ip, ua } => {
+            let identity = match (cookie, ip, ua) {
+                (Some(value), _, _) => aggregator::Identity::Cookie(value),
+                (None, Some(ip), Some(user_agent)) => aggregator::Identity::Connection { ip, user_agent },
+                _ => anyhow::bail!("name the person with --cookie, or with --ip and --ua"),
+            };
+            let cookie_key = match identity {
+                aggregator::Identity::Cookie(_) => {
+                    let privacy = &config.privacy;
+                    let material = store::read_cookie_key(privacy.cookie_key_file.as_deref(), &privacy.cookie_key_env)
+                        .map_err(|problem| anyhow::anyhow!("{problem}"))?;
+                    Some(store::pseudonym::CookieKey::from_material(&material).context("cookie key")?)
+                }
+                aggregator::Identity::Connection { .. } => None,
+            };
+            let subjects = aggregator::resolve_subject(&client, &databases, &site, &identity, cookie_key.as_ref()).await?;
+            match action {
+                SubjectAction::Block | SubjectAction::Unblock => {
+                    let block = matches!(action, SubjectAction::Block);
+                    aggregator::set_blocked(&client, &databases, &site, &subjects, block, now).await?;
+                    println!("{} {} pseudonym(s)", if block { "blocked" } else { "unblocked" }, subjects.len());
+                }
+                SubjectAction::Export => {
+                    let export = aggregator::export(&client, &databases, &site, &subjects, now).await?;
+                    println!("{}", serde_json::to_string_pretty(&export)?);
+                }
+                SubjectAction::Erase => {
+                    let rows = aggregator::erase(&client, &databases, &site, &subjects, now).await?;
+                    println!("erased {rows} row(s)");
+                }
             }
         }
         Command::Stats { site, from, to, top, json } => {

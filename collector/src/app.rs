@@ -10,7 +10,6 @@ use std::{
 };
 
 use anyhow::Context;
-use arc_swap::ArcSwap;
 use clickhouse::Compression;
 use store::pseudonym::CookieKey;
 use tokio::net::TcpListener;
@@ -20,7 +19,7 @@ use crate::{
     enrich::{AgentParser, GeoDb},
     metrics::Metrics,
     pipeline::{Pipeline, Site},
-    salts::{self, SaltSet},
+    refresh::{self, Control},
     service::{self, App},
     sink::Sink,
     snippet::Snippet,
@@ -42,11 +41,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let databases = config.clickhouse.databases();
     let client = config.clickhouse.client(Compression::Lz4);
 
-    let salts = Arc::new(ArcSwap::from_pointee(SaltSet::default()));
-    let refresher = tokio::spawn(salts::refresh_forever(
+    let control = Arc::new(Control::default());
+    let refresher = tokio::spawn(refresh::forever(
         client.clone(),
         databases.clone(),
-        salts.clone(),
+        control.clone(),
         metrics.clone(),
         Duration::from_secs(config.salts.refresh_interval_s),
         config.clickhouse.request_timeout(),
@@ -77,7 +76,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             ipv4_prefix_len: config.privacy.ipv4_prefix_len,
             ipv6_prefix_len: config.privacy.ipv6_prefix_len,
         },
-        salts,
+        control,
         sink: sink_handle,
         metrics,
         trusted_proxies: config.server.trusted_proxies.clone(),

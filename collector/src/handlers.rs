@@ -12,7 +12,7 @@ use crate::{
     beacon::{self, Beacon},
     client_ip::client_ip,
     config::MAX_BODY_BYTES,
-    pipeline::{Outcome, RequestFacts, Site},
+    pipeline::{Controls, Outcome, RequestFacts, Site},
     respond::{Body, Rejection, empty},
     service::{App, Peer, readiness, status_text},
 };
@@ -87,8 +87,9 @@ fn accept(app: &App, beacon: Beacon, parts: &Parts) -> Result<(), Rejection> {
     }
 
     let now = (app.clock)();
-    let salts = app.salts.load();
+    let salts = app.control.salts.load();
     let keys = salts.keys_at(now).ok_or(Rejection::NoSalt)?;
+    let blocklist = app.control.blocklist.load();
     let peer = parts.extensions.get::<Peer>().map(|p| p.0).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
     let headers = &parts.headers;
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
@@ -101,7 +102,7 @@ fn accept(app: &App, beacon: Beacon, parts: &Parts) -> Result<(), Rejection> {
         received_at: now,
     };
     let kind = beacon.kind.0;
-    match app.pipeline.process(beacon, facts, site, keys) {
+    match app.pipeline.process(beacon, facts, site, Controls { keys, blocklist: &blocklist }) {
         Outcome::Store { rows, is_bot, ua_cache_hit } => {
             app.sink.try_submit(rows)?;
             let metrics = &app.metrics;
@@ -111,6 +112,8 @@ fn accept(app: &App, beacon: Beacon, parts: &Parts) -> Result<(), Rejection> {
             }
         }
         Outcome::DroppedDoNotTrack => app.metrics.beacons_dropped.with_label_values(&["do_not_track"]).inc(),
+        // Answered like any accepted beacon: the response reveals nothing about the block.
+        Outcome::DroppedBlocked => app.metrics.beacons_dropped.with_label_values(&["blocked"]).inc(),
     }
     app.metrics.beacons_accepted.with_label_values(&[kind.as_str()]).inc();
     Ok(())

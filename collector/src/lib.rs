@@ -3,18 +3,21 @@
 //! A request flows through `service` (layers: body cap, load shedding, concurrency limit,
 //! timeout) into `handlers`, which parse the beacon (`beacon`), check the site, and hand it to
 //! the pure `pipeline`: URL hygiene (`urls`), enrichment (`enrich`), pseudonymisation (keyed
-//! BLAKE3 under the day's salt from `salts`). The pipeline's only output, `Pseudonymised`,
+//! BLAKE3 under the day's salt from `salts`), and drops blocked pseudonyms (`blocklist`; both
+//! reloaded by `refresh`). The pipeline's only output, `Pseudonymised`,
 //! is queued to the `sink`, which batches and inserts it. Refusals become responses in
 //! `respond`. `app` assembles it all from a validated `config`. See ARCHITECTURE.md.
 
 mod app;
 mod beacon;
+mod blocklist;
 mod client_ip;
 mod config;
 mod enrich;
 mod handlers;
 mod metrics;
 mod pipeline;
+mod refresh;
 mod respond;
 mod salts;
 mod scrub;
@@ -28,5 +31,6 @@ pub use crate::{
     beacon::{Beacon, BeaconError, from_json as parse_beacon},
     config::{Config, MAX_BODY_BYTES, SiteConfig},
     enrich::{AgentParser, GeoDb},
-    pipeline::{Outcome, Pipeline, Pseudonymised, RequestFacts, Site},
+    blocklist::Blocklist,
+    pipeline::{Controls, Outcome, Pipeline, Pseudonymised, RequestFacts, Site},
 };

@@ -34,8 +34,10 @@ pub struct Metrics {
     pub sink_inserts: IntCounterVec,
     /// Duration of insert attempts, by table.
     pub sink_insert_duration: HistogramVec,
-    /// Salt refreshes by outcome (ok / error).
-    pub salt_refreshes: IntCounterVec,
+    /// Reloads of salts and blocklist by outcome (ok / error).
+    pub control_refreshes: IntCounterVec,
+    /// Blocked pseudonyms held in memory.
+    pub blocklist_entries: IntGauge,
     /// Salt periods held in memory.
     pub salt_periods_loaded: IntGauge,
     /// Start of the earliest salt period held, Unix seconds (0 when none).
@@ -90,7 +92,8 @@ impl Metrics {
                 &["table"],
                 vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
             ),
-            salt_refreshes: counter_vec("salt_refreshes_total", "Salt refreshes by outcome.", &["outcome"]),
+            control_refreshes: counter_vec("control_refreshes_total", "Reloads of salts and blocklist by outcome.", &["outcome"]),
+            blocklist_entries: gauge("blocklist_entries", "Blocked pseudonyms held in memory."),
             salt_periods_loaded: gauge("salt_periods_loaded", "Salt periods held in memory."),
             salt_oldest_period_start_seconds: gauge(
                 "salt_oldest_period_start_seconds",

@@ -6,12 +6,13 @@
 use std::net::IpAddr;
 
 use store::{
-    AudienceRow, EventType, TroubleshootingRow, day_number,
+    AudienceRow, EventType, SubjectKind, TroubleshootingRow, day_number,
     pseudonym::{CookieKey, SaltKeys, network_prefix},
 };
 
 use crate::{
     beacon::Beacon,
+    blocklist::Blocklist,
     config::{DoNotTrack, SiteConfig},
     enrich::{AgentParser, GeoDb, MAX_USER_AGENT_BYTES},
     scrub,
@@ -58,6 +59,16 @@ pub enum Outcome {
     Store { rows: Pseudonymised, is_bot: bool, ua_cache_hit: bool },
     /// The visitor asked not to be tracked and the site drops such beacons.
     DroppedDoNotTrack,
+    /// The person's pseudonym is blocked (a data-subject request).
+    DroppedBlocked,
+}
+
+/// The control data a beacon is processed under: the salt keys of the period containing its
+/// receive time, and the blocked pseudonyms.
+#[derive(Clone, Copy)]
+pub struct Controls<'a> {
+    pub keys: &'a SaltKeys,
+    pub blocklist: &'a Blocklist,
 }
 
 /// Everything the stage reads, built once at start-up.
@@ -70,8 +81,8 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// `keys` are the salt keys of the period containing `facts.received_at`.
-    pub fn process(&self, mut beacon: Beacon, facts: RequestFacts<'_>, site: &Site, keys: &SaltKeys) -> Outcome {
+    pub fn process(&self, mut beacon: Beacon, facts: RequestFacts<'_>, site: &Site, controls: Controls<'_>) -> Outcome {
+        let keys = controls.keys;
         if facts.do_not_track && site.config.do_not_track == DoNotTrack::Drop {
             return Outcome::DroppedDoNotTrack;
         }
@@ -99,6 +110,10 @@ impl Pipeline {
                 .map_or(0, |cookie| key.cookie_id(&site.config.id, cookie)),
             _ => 0,
         };
+        let blocked = |kind, id| controls.blocklist.contains(&site.config.id, kind, id);
+        if blocked(SubjectKind::Cookie, cookie_id) || blocked(SubjectKind::Visitor, visitor_id) {
+            return Outcome::DroppedBlocked;
+        }
         let date = day_number(facts.received_at);
 
         let audience = (!agent.is_bot && matches!(kind, EventType::Pageview | EventType::Event)).then(|| {
@@ -244,13 +259,15 @@ mod tests {
     }
 
     fn run(body: &str, facts: RequestFacts<'_>, site: &Site) -> Outcome {
-        pipeline().process(beacon::from_json(body.as_bytes()).unwrap(), facts, site, &SaltKeys::derive(&[1; 32]))
+        let keys = SaltKeys::derive(&[1; 32]);
+        let blocklist = Blocklist::default();
+        pipeline().process(beacon::from_json(body.as_bytes()).unwrap(), facts, site, Controls { keys: &keys, blocklist: &blocklist })
     }
 
     fn rows(outcome: Outcome) -> (Option<AudienceRow>, Option<TroubleshootingRow>) {
         match outcome {
             Outcome::Store { rows, .. } => rows.into_parts(),
-            Outcome::DroppedDoNotTrack => panic!("dropped"),
+            Outcome::DroppedDoNotTrack | Outcome::DroppedBlocked => panic!("dropped"),
         }
     }
 

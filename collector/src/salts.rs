@@ -1,14 +1,9 @@
-//! The salts of the current and coming periods, loaded from ClickHouse and refreshed
-//! periodically. Handlers read them lock-free (`ArcSwap`); a refresh replaces the whole set,
-//! so a salt whose period has ended is forgotten at the next refresh.
+//! The salts of the current and coming periods, as keys derived from them. `refresh` reloads
+//! them periodically; a reload replaces the whole set, so a salt whose period has ended is
+//! forgotten at the next refresh.
 
-use std::{sync::Arc, time::Duration};
-
-use arc_swap::ArcSwap;
 use clickhouse::Client;
 use store::{Databases, SaltRow, pseudonym::SaltKeys};
-
-use crate::metrics::Metrics;
 
 struct Period {
     start: u32,
@@ -41,13 +36,11 @@ impl SaltSet {
         self.periods.iter().find(|p| p.start <= t && t < p.end).map(|p| &p.keys)
     }
 
-    /// `(start, end)` of every period held, for metrics and /readyz.
+    /// `(start, end)` of every period held, for metrics.
     pub fn periods(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
         self.periods.iter().map(|p| (p.start, p.end))
     }
 }
-
-pub type SharedSalts = Arc<ArcSwap<SaltSet>>;
 
 /// Reads the salts not yet expired at `now`.
 pub async fn load(client: &Client, databases: &Databases, now: u32) -> Result<SaltSet, clickhouse::error::Error> {
@@ -57,38 +50,6 @@ pub async fn load(client: &Client, databases: &Databases, now: u32) -> Result<Sa
         .fetch_all::<SaltRow>()
         .await?;
     Ok(SaltSet::from_rows(rows, now))
-}
-
-/// Loads salts now and then every `interval`, forever. Failures keep the previous set (its
-/// expired periods still stop matching by time) and are logged and counted.
-pub async fn refresh_forever(
-    client: Client,
-    databases: Databases,
-    salts: SharedSalts,
-    metrics: Arc<Metrics>,
-    interval: Duration,
-    timeout: Duration,
-    clock: fn() -> u32,
-) {
-    loop {
-        let loaded = tokio::time::timeout(timeout, load(&client, &databases, clock())).await;
-        match loaded.unwrap_or(Err(clickhouse::error::Error::TimedOut)) {
-            Ok(set) => {
-                metrics.salt_refreshes.with_label_values(&["ok"]).inc();
-                metrics.salt_periods_loaded.set(set.periods.len() as i64);
-                metrics.salt_oldest_period_start_seconds.set(set.periods().map(|p| i64::from(p.0)).min().unwrap_or(0));
-                if set.keys_at(clock()).is_none() {
-                    tracing::warn!("no salt for the current period: run `aggregator salts` (beacons get 503 until then)");
-                }
-                salts.store(Arc::new(set));
-            }
-            Err(error) => {
-                metrics.salt_refreshes.with_label_values(&["error"]).inc();
-                tracing::warn!(%error, "cannot refresh salts; keeping the ones loaded");
-            }
-        }
-        tokio::time::sleep(interval).await;
-    }
 }
 
 #[cfg(test)]

@@ -29,16 +29,17 @@ use crate::{
     metrics::Metrics,
     pipeline::{Pipeline, Site},
     respond::{Body, RejectedFor, Rejection},
-    salts::SharedSalts,
+    refresh::Control,
     sink::SinkHandle,
     snippet::Snippet,
 };
 
-/// Everything a request may read. Built once; shared immutably (salts swap atomically).
+/// Everything a request may read. Built once; shared immutably (control data swaps atomically).
 pub struct App {
     pub sites: HashMap<String, Site>,
     pub pipeline: Pipeline,
-    pub salts: SharedSalts,
+    /// Salts and blocklist, swapped whole by the refresher.
+    pub control: Arc<Control>,
     pub sink: SinkHandle,
     pub metrics: Arc<Metrics>,
     pub trusted_proxies: Vec<IpNet>,
@@ -186,7 +187,7 @@ pub fn readiness(app: &App) -> Result<(), &'static str> {
     if app.shutting_down.load(Ordering::SeqCst) {
         return Err("shutting down");
     }
-    if app.salts.load().keys_at((app.clock)()).is_none() {
+    if app.control.salts.load().keys_at((app.clock)()).is_none() {
         return Err("no salt loaded for the current period");
     }
     if !app.sink.accepts_work() {

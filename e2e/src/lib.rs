@@ -122,10 +122,15 @@ impl Install {
     }
 
     pub fn aggregator(&self, args: &[&str]) -> Output {
+        self.aggregator_with_env(args, &[])
+    }
+
+    pub fn aggregator_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(binary("aggregator"))
             .arg("--config")
             .arg(self.aggregator_config())
             .args(args)
+            .envs(env.iter().copied())
             .output()
             .expect("the aggregator runs")
     }

@@ -17,15 +17,17 @@ ENGINE = MergeTree
 PARTITION BY toYYYYMM(ts)
 ORDER BY ts;
 
--- Block and unblock requests; the latest row per (site, kind, id) decides. Collectors drop
--- beacons of blocked pseudonyms, analyst views exclude their past rows.
+-- Block and unblock requests; per (site, kind, id) the row with the highest seq (request
+-- time in milliseconds) decides. Collectors drop beacons of blocked pseudonyms, analyst views
+-- exclude their past rows.
 CREATE TABLE IF NOT EXISTS {meta}.blocklist
 (
     site         String,
     subject_kind Enum8('cookie' = 1, 'visitor' = 2),
     subject_id   UInt64,
     blocked      UInt8,
-    ts           DateTime('UTC')
+    ts           DateTime('UTC'),
+    seq          UInt64
 )
-ENGINE = ReplacingMergeTree(ts)
+ENGINE = ReplacingMergeTree(seq)
 ORDER BY (site, subject_kind, subject_id);

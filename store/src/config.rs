@@ -97,6 +97,28 @@ pub fn check(path: &Path, problems: Vec<ConfigProblem>) -> Result<(), LoadError>
     if problems.is_empty() { Ok(()) } else { Err(LoadError::Invalid { path: path.to_owned(), problems }) }
 }
 
+/// The secret behind cookie pseudonyms, from `file` or else the variable `env`, white space
+/// trimmed. The one reader of the key, for the collector (hashing) and the aggregator
+/// (data-subject requests) alike. Errors name the config key to fix.
+pub fn read_cookie_key(file: Option<&Path>, env: &str) -> Result<Vec<u8>, ConfigProblem> {
+    let material = match file {
+        Some(path) => std::fs::read(path).map_err(|e| {
+            ConfigProblem::new("privacy.cookie_key_file", format!("cannot read {}: {e}", path.display()))
+        })?,
+        None => std::env::var(env)
+            .map_err(|_| ConfigProblem::new("privacy.cookie_key_file", format!("set cookie_key_file or the {env} variable")))?
+            .into_bytes(),
+    };
+    let material = material.trim_ascii().to_vec();
+    if material.len() < crate::pseudonym::MIN_COOKIE_KEY_BYTES {
+        return Err(ConfigProblem::new(
+            "privacy.cookie_key_file",
+            "the cookie key must be at least 32 bytes (surrounding white space does not count)",
+        ));
+    }
+    Ok(material)
+}
+
 impl ClickHouseConfig {
     /// Reports every bad value under `[clickhouse]`; reads the password variable, nothing else.
     pub fn validate(&self, problems: &mut Vec<ConfigProblem>) {

@@ -14,10 +14,10 @@ pub mod pseudonym;
 mod rows;
 
 pub use crate::{
-    config::{ClickHouseConfig, ConfigProblem, LoadError, check as check_config, load_toml},
+    config::{ClickHouseConfig, ConfigProblem, LoadError, check as check_config, load_toml, read_cookie_key},
     databases::{Databases, InvalidPrefix},
     migrations::{BOOTSTRAP, MIGRATIONS, Migration, split_statements},
     rows::{
-        AuditRow, AudienceRow, BlocklistRow, EventType, MigrationRow, SaltRow, SubjectKind, TroubleshootingRow, day_number,
+        AuditRow, AudienceRow, BLOCKED_SUBJECTS_SQL, BlocklistRow, EventType, MigrationRow, SaltRow, SubjectKind, TroubleshootingRow, day_number,
     },
 };

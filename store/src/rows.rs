@@ -172,7 +172,8 @@ impl SubjectKind {
     }
 }
 
-/// `<prefix>_meta.blocklist`: a block (1) or unblock (0) request; the latest row decides.
+/// `<prefix>_meta.blocklist`: a block (1) or unblock (0) request; the row with the highest
+/// `seq` decides.
 #[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
 pub struct BlocklistRow {
     pub site: String,
@@ -180,4 +181,12 @@ pub struct BlocklistRow {
     pub subject_id: u64,
     pub blocked: u8,
     pub ts: u32,
+    /// Request time in milliseconds since the epoch: orders a block and an unblock made within
+    /// the same second.
+    pub seq: u64,
 }
+
+/// The subjects blocked now, `(site, subject_kind, subject_id)` per row: the query that the
+/// collectors and the analyst views share.
+pub const BLOCKED_SUBJECTS_SQL: &str = "SELECT site, subject_kind, subject_id FROM {meta}.blocklist \
+     GROUP BY site, subject_kind, subject_id HAVING argMax(blocked, seq) = 1";

@@ -5,7 +5,7 @@
 
 use std::{hint::black_box, net::IpAddr, path::Path};
 
-use collector::{AgentParser, GeoDb, Outcome, Pipeline, RequestFacts, Site, SiteConfig, parse_beacon};
+use collector::{AgentParser, Blocklist, Controls, GeoDb, Outcome, Pipeline, RequestFacts, Site, SiteConfig, parse_beacon};
 use criterion::{Criterion, criterion_group, criterion_main};
 use store::pseudonym::{CookieKey, SaltKeys};
 
@@ -48,6 +48,8 @@ fn benches(c: &mut Criterion) {
     let pipeline = pipeline();
     let site = site();
     let keys = SaltKeys::derive(&[1; 32]);
+    let blocklist = Blocklist::default();
+    let controls = Controls { keys: &keys, blocklist: &blocklist };
 
     let mut group = c.benchmark_group("per_beacon");
     group.bench_function("baseline_json_value", |b| {
@@ -57,7 +59,7 @@ fn benches(c: &mut Criterion) {
     group.bench_function("parse_and_process_cached_agent", |b| {
         b.iter(|| {
             let beacon = parse_beacon(black_box(BODY)).unwrap();
-            black_box(stored(pipeline.process(beacon, facts(UA), &site, &keys)))
+            black_box(stored(pipeline.process(beacon, facts(UA), &site, controls)))
         })
     });
     // A new User-Agent every time: the cost of a cache miss (a woothee parse and an insert).
@@ -67,7 +69,7 @@ fn benches(c: &mut Criterion) {
             n += 1;
             let ua = format!("{UA} build/{n}");
             let beacon = parse_beacon(black_box(BODY)).unwrap();
-            black_box(stored(pipeline.process(beacon, facts(&ua), &site, &keys)))
+            black_box(stored(pipeline.process(beacon, facts(&ua), &site, controls)))
         })
     });
     group.finish();
