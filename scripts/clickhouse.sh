@@ -9,7 +9,8 @@
 #   status  prints "running pid=... http=... tcp=... dir=..." (exit 0) or "stopped" (exit 1).
 #   wait    waits up to 60 s until `SELECT 1` answers over HTTP.
 # Defaults: NAME=default, HTTP port 18123, TCP port 19000. Different names can run side by
-# side on different ports.
+# side on different ports. The admin password is in .work/clickhouse/NAME/secrets.env; role
+# users of installations go in .work/clickhouse/NAME/users.d/.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -50,11 +51,29 @@ running_pid() {
     echo "$pid"
 }
 
+# secrets: $DIR/secrets.env holds the admin password (created once, mode 600); the users file
+# the server reads is the template with that password's hash.
+SECRETS="$DIR/secrets.env"
+ensure_secrets() {
+    mkdir -p "$DIR/users.d"
+    if [ ! -s "$SECRETS" ]; then
+        (umask 077; printf 'WEBSTATS_CH_PASSWORD_ADMIN=%s\n' "$(random_secret)" > "$SECRETS")
+    fi
+    # shellcheck disable=SC1090
+    source "$SECRETS"
+    local hash
+    hash="$(printf '%s' "$WEBSTATS_CH_PASSWORD_ADMIN" | sha256sum | cut -d' ' -f1)"
+    sed "s/@ADMIN_PASSWORD_SHA256@/$hash/" "$ROOT/config/clickhouse/users.xml" > "$DIR/users.xml"
+}
+
 answers() {
-    python3 - "$1" <<'EOF' 2>/dev/null
+    # shellcheck disable=SC1090
+    [ -f "$SECRETS" ] && source "$SECRETS"
+    python3 - "$1" "${WEBSTATS_CH_PASSWORD_ADMIN:-}" <<'EOF' 2>/dev/null
 import sys, urllib.request
-url = f"http://127.0.0.1:{sys.argv[1]}/?query=SELECT%201"
-sys.exit(0 if urllib.request.urlopen(url, timeout=2).read().strip() == b"1" else 1)
+request = urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}/?query=SELECT%201",
+    headers={"X-ClickHouse-User": "admin", "X-ClickHouse-Key": sys.argv[2]})
+sys.exit(0 if urllib.request.urlopen(request, timeout=2).read().strip() == b"1" else 1)
 EOF
 }
 
@@ -99,6 +118,7 @@ start() {
         port_free "$port" || die "port $port is in use (another server? see --name, --http-port, --tcp-port)"
     done
     mkdir -p "$DIR/data/tmp" "$DIR/data/user_files" "$DIR/data/format_schemas" "$DIR/log"
+    ensure_secrets
     log "starting ClickHouse: http=$http_port tcp=$tcp_port dir=$DIR"
     # Everything per-run is overridden here, so one config file serves every data directory.
     nohup "$bin" --config-file="$ROOT/config/clickhouse/config.xml" -- \
@@ -106,7 +126,7 @@ start() {
         --user_files_path="$DIR/data/user_files/" \
         --format_schema_path="$DIR/data/format_schemas/" \
         --logger.log="$DIR/log/server.log" --logger.errorlog="$DIR/log/err.log" \
-        --http_port="$http_port" --tcp_port="$tcp_port" \
+        --http_port="$http_port" --tcp_port="$tcp_port" --users_config="$DIR/users.xml" \
         </dev/null >"$DIR/log/stdout.log" 2>&1 &
     echo $! > "$PIDFILE"
     echo "$http_port $tcp_port" > "$PORTFILE"

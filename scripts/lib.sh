@@ -57,6 +57,11 @@ ensure_python() {
     command -v python3 >/dev/null || ensure_apt python3
 }
 
+# random_secret: 32 random URL-safe characters, for generated passwords.
+random_secret() {
+    python3 -c 'import secrets; print(secrets.token_urlsafe(24))'
+}
+
 # free_port: print a TCP port on 127.0.0.1 that was free a moment ago.
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -78,6 +83,6 @@ PY
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     echo "lib.sh is sourced by the other scripts: source scripts/lib.sh; then use"
-    echo "  \$ROOT \$WORK \$VENV, log MSG, die MSG, ensure_apt PKG..., ensure_venv, ensure_python, free_port, port_free PORT"
+    echo "  \$ROOT \$WORK \$VENV, log MSG, die MSG, ensure_apt PKG..., ensure_venv, ensure_python, random_secret, free_port, port_free PORT"
     exit 0
 fi

@@ -39,7 +39,21 @@ trap cleanup INT TERM HUP EXIT
 command -v clickhouse-server >/dev/null || [ -x /usr/sbin/clickhouse-server ] \
     || ensure_apt clickhouse-server clickhouse-client
 setsid --wait "$ROOT/scripts/clickhouse.sh" start --name demo >/dev/null
+# The admin password of the demo server, and the demo installation's role passwords (created
+# once): the collector connects as webstats_ingest and webstats_ingest_meta.
+DEMO="$WORK/clickhouse/demo"
+if [ ! -s "$DEMO/roles.env" ]; then
+    (umask 077; for role in INGEST INGEST_META ANALYST SRE; do
+        printf 'WEBSTATS_CH_PASSWORD_%s=%s\n' "$role" "$(random_secret)"; done > "$DEMO/roles.env")
+fi
+set -a
+# shellcheck disable=SC1091
+source "$DEMO/secrets.env"
+# shellcheck disable=SC1091
+source "$DEMO/roles.env"
+set +a
 "${AGGREGATOR[@]}" migrate
+"${AGGREGATOR[@]}" roles > "$DEMO/users.d/webstats.xml"
 
 target/release/collector --config config/collector.toml &
 pids+=($!)
@@ -55,6 +69,7 @@ cat >&2 <<MSG
   Open http://127.0.0.1:18000/ (each view lands in ClickHouse within a second), then:
     ${AGGREGATOR[*]} stats --site demo
   Metrics: http://127.0.0.1:18080/metrics    Ctrl-C stops everything.
+  ClickHouse passwords (admin and the roles): $DEMO/secrets.env, $DEMO/roles.env
 
 MSG
 wait "${pids[0]}"

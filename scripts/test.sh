@@ -37,6 +37,9 @@ cargo build --workspace --all-targets --locked
 log "schema and dashboard SQL on current ClickHouse (chdb-core)"
 "$ROOT/scripts/chdb-check.sh"
 
+# shellcheck disable=SC1091
+source "$WORK/clickhouse/$name/secrets.env"
+export WEBSTATS_CH_PASSWORD_ADMIN
 export WEBSTATS_TEST_CLICKHOUSE_URL="http://127.0.0.1:$http_port"
 export WEBSTATS_TEST_CLICKHOUSE_DIR="$WORK/clickhouse/$name"
 export WEBSTATS_TEST_GEOIP_DIR="$WORK/geoip"

@@ -20,11 +20,15 @@ pub struct Config {
     pub privacy: PrivacyConfig,
 }
 
-/// The cookie key, the same secret as the collector's, to compute a person's cookie
-/// pseudonym for data-subject requests.
+/// Data-subject requests and the analysts' minimum group size.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PrivacyConfig {
+    /// Rollup groups (a page, a referrer, a city, ... on one day) with fewer distinct visitors
+    /// than this are left out of what analysts see (k-anonymity's k).
+    pub min_group_size: u32,
+    /// Days of rollups recomputed on every pass (today and the days before it).
+    pub rollup_days: u16,
     /// File with the secret (at least 32 bytes); takes precedence over `cookie_key_env`.
     pub cookie_key_file: Option<PathBuf>,
     /// Environment variable with the secret.
@@ -33,7 +37,12 @@ pub struct PrivacyConfig {
 
 impl Default for PrivacyConfig {
     fn default() -> Self {
-        Self { cookie_key_file: None, cookie_key_env: "WEBSTATS_COOKIE_KEY".to_owned() }
+        Self {
+            min_group_size: 5,
+            rollup_days: 2,
+            cookie_key_file: None,
+            cookie_key_env: "WEBSTATS_COOKIE_KEY".to_owned(),
+        }
     }
 }
 
@@ -113,6 +122,12 @@ impl Config {
         }
         if self.retention.troubleshooting_days == 0 {
             problems.push(ConfigProblem::new("retention.troubleshooting_days", "must be at least 1"));
+        }
+        if self.privacy.min_group_size < 2 {
+            problems.push(ConfigProblem::new("privacy.min_group_size", "must be at least 2"));
+        }
+        if !(1..=31).contains(&self.privacy.rollup_days) {
+            problems.push(ConfigProblem::new("privacy.rollup_days", "must be between 1 and 31"));
         }
         if self.run.interval_s == 0 || self.run.interval_s > 3_600 {
             problems.push(ConfigProblem::new("run.interval_s", "must be between 1 and 3600"));

@@ -8,6 +8,7 @@ mod audit;
 mod config;
 mod migrate;
 mod retention;
+mod rollups;
 mod run;
 mod salts;
 mod stats;
@@ -17,8 +18,9 @@ pub use crate::{
     config::{Config, PrivacyConfig, RetentionConfig, RunConfig, SaltsConfig},
     migrate::{MigrateError, Report as MigrateReport, migrate},
     retention::enforce as enforce_retention,
+    rollups::{days_with, refresh as refresh_rollups},
     run::{Pass, PassError, forever as run_forever, pass as run_pass},
     salts::{SaltError, ensure as ensure_salts, expire as expire_salts, period_start},
     stats::{PageStats, Stats, stats},
-    subject::{Identity, Subject, SubjectError, erase, export, resolve as resolve_subject, set_blocked},
+    subject::{Identity, Subject, SubjectError, days as subject_days, erase, export, resolve as resolve_subject, set_blocked},
 };

@@ -32,6 +32,12 @@ enum SubjectAction {
     Erase,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RolesFormat {
+    UsersXml,
+    Sql,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Apply pending schema migrations, then create the current and next salts if missing.
@@ -63,6 +69,14 @@ enum Command {
         /// The visitor's User-Agent (with --ip).
         #[arg(long, requires = "ip")]
         ua: Option<String>,
+    },
+    /// Print the ClickHouse users of this installation (ingest, ingest_meta, analyst, sre),
+    /// with each password read from WEBSTATS_CH_PASSWORD_<ROLE> and stored as a SHA-256.
+    Roles {
+        /// `users-xml`: a users.d file for ClickHouse 18.16; `sql`: CREATE USER and GRANT
+        /// statements for current ClickHouse.
+        #[arg(long, value_enum, default_value_t = RolesFormat::UsersXml)]
+        format: RolesFormat,
     },
     /// Pageviews, visitors, bot hits and top pages of a site for a period.
     Stats {
@@ -165,6 +179,8 @@ async fn run(config: aggregator::Config, command: Command) -> anyhow::Result<()>
                 aggregator::Identity::Connection { .. } => None,
             };
             let subjects = aggregator::resolve_subject(&client, &databases, &site, &identity, cookie_key.as_ref()).await?;
+            // Found before acting: after an erase the person's days can no longer be found.
+            let days = aggregator::subject_days(&client, &databases, &site, &subjects).await?;
             match action {
                 SubjectAction::Block | SubjectAction::Unblock => {
                     let block = matches!(action, SubjectAction::Block);
@@ -180,6 +196,26 @@ async fn run(config: aggregator::Config, command: Command) -> anyhow::Result<()>
                     println!("erased {rows} row(s)");
                 }
             }
+            if !matches!(action, SubjectAction::Export) {
+                aggregator::refresh_rollups(&client, &databases, &days, config.privacy.min_group_size).await?;
+            }
+        }
+        Command::Roles { format } => {
+            // Every password is checked first, so one message names all the missing ones.
+            let missing: Vec<&str> = store::roles::Role::ALL
+                .iter()
+                .map(|r| r.password_env())
+                .filter(|var| std::env::var(var).map_or(true, |p| p.is_empty()))
+                .collect();
+            anyhow::ensure!(missing.is_empty(), "set the passwords in {}", missing.join(", "));
+            let hash = |role: store::roles::Role| {
+                store::roles::sha256_hex(&std::env::var(role.password_env()).unwrap_or_default())
+            };
+            let output = match format {
+                RolesFormat::UsersXml => store::roles::users_xml(&databases, hash),
+                RolesFormat::Sql => store::roles::grants_sql(&databases, hash).join(";\n") + ";\n",
+            };
+            print!("{output}");
         }
         Command::Stats { site, from, to, top, json } => {
             let from = match from {

@@ -1,19 +1,20 @@
 //! `aggregator run`: the long-running service. Each pass creates the salts ahead of time,
-//! deletes expired ones, and enforces retention; `--once` runs a single pass.
+//! deletes expired ones, enforces retention and refreshes the recent days' rollups; `--once`
+//! runs a single pass.
 
 use std::{future::Future, time::Duration};
 
 use clickhouse::Client;
 use store::Databases;
 
-use crate::{Config, retention, salts};
+use crate::{Config, retention, rollups, salts};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PassError {
     #[error(transparent)]
     Salts(#[from] salts::SaltError),
-    #[error("retention: ClickHouse refused: {0}")]
-    Retention(#[from] clickhouse::error::Error),
+    #[error("retention or rollups: ClickHouse refused: {0}")]
+    ClickHouse(#[from] clickhouse::error::Error),
 }
 
 /// What one pass did.
@@ -22,13 +23,22 @@ pub struct Pass {
     pub salts_created: usize,
     pub salts_deleted: usize,
     pub partitions_dropped: usize,
+    pub rollup_days: usize,
 }
 
 pub async fn pass(client: &Client, databases: &Databases, config: &Config, now: u32) -> Result<Pass, PassError> {
     let created = salts::ensure(client, databases, config.salts.rotation_period_s, now).await?;
     let deleted = salts::expire(client, databases, config.salts.grace_period_s, now).await?;
     let dropped = retention::enforce(client, databases, &config.retention, now).await?;
-    Ok(Pass { salts_created: created.len(), salts_deleted: deleted.len(), partitions_dropped: dropped.len() })
+    let today = store::day_number(now);
+    let days: Vec<u16> = (0..config.privacy.rollup_days).filter_map(|back| today.checked_sub(back)).collect();
+    rollups::refresh(client, databases, &days, config.privacy.min_group_size).await?;
+    Ok(Pass {
+        salts_created: created.len(),
+        salts_deleted: deleted.len(),
+        partitions_dropped: dropped.len(),
+        rollup_days: days.len(),
+    })
 }
 
 /// Runs a pass every `run.interval_s` until `shutdown` resolves. A failed pass is logged and
@@ -48,6 +58,7 @@ pub async fn forever(
                 salts_created = p.salts_created,
                 salts_deleted = p.salts_deleted,
                 partitions_dropped = p.partitions_dropped,
+                rollup_days = p.rollup_days,
                 "pass done"
             ),
             Err(error) => tracing::error!(%error, "pass failed"),

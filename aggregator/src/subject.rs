@@ -31,7 +31,8 @@ pub struct Subject {
 }
 
 impl Subject {
-    fn column(self) -> &'static str {
+    /// The events column holding this kind of pseudonym.
+    pub fn column(self) -> &'static str {
         match self.kind {
             SubjectKind::Cookie => "cookie_id",
             SubjectKind::Visitor => "visitor_id",
@@ -97,6 +98,18 @@ fn truncate(s: &str, max: usize) -> &str {
     }
     let end = (0..=max).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
     &s[..end]
+}
+
+/// The days on which the subjects have audience rows: the rollups to recompute after a block,
+/// an unblock or an erase.
+pub async fn days(client: &Client, databases: &Databases, site: &str, subjects: &[Subject]) -> Result<Vec<u16>, SubjectError> {
+    let mut days = Vec::new();
+    for s in subjects {
+        days.extend(crate::rollups::days_with(client, databases, site, s.column(), s.id).await.map_err(ch("finding the days to recompute"))?);
+    }
+    days.sort_unstable();
+    days.dedup();
+    Ok(days)
 }
 
 /// Blocks (or unblocks) the subjects: collectors drop their beacons within a refresh, and

@@ -11,7 +11,6 @@ use std::{
 
 use anyhow::Context;
 use clickhouse::Compression;
-use store::pseudonym::CookieKey;
 use tokio::net::TcpListener;
 
 use crate::{
@@ -32,8 +31,7 @@ const AGENT_CACHE_CAPACITY: usize = 20_000;
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let geo = GeoDb::open(config.geoip.location_db.as_deref(), config.geoip.asn_db.as_deref())?;
     let cookie_key = if config.sites.iter().any(|s| s.cookie_mode) {
-        let material = config.privacy.cookie_key_material().map_err(|(key, message)| anyhow::anyhow!("{key}: {message}"))?;
-        Some(CookieKey::from_material(&material).context("the cookie key must be at least 32 bytes")?)
+        Some(config.privacy.cookie_key().map_err(|problem| anyhow::anyhow!("{problem}"))?)
     } else {
         None
     };
@@ -42,8 +40,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let client = config.clickhouse.client(Compression::Lz4);
 
     let control = Arc::new(Control::default());
+    let reader = match &config.salts.user {
+        Some(user) => config.clickhouse.as_user(user, config.salts.password_env.as_deref()).client(Compression::Lz4),
+        None => client.clone(),
+    };
     let refresher = tokio::spawn(refresh::forever(
-        client.clone(),
+        reader,
         databases.clone(),
         control.clone(),
         metrics.clone(),

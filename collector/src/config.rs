@@ -9,7 +9,7 @@ use std::{
 
 use ipnet::IpNet;
 use serde::Deserialize;
-use store::{ClickHouseConfig, ConfigProblem, LoadError};
+use store::{ClickHouseConfig, ConfigProblem, LoadError, pseudonym::CookieKey};
 
 use crate::{
     enrich::{BotPatterns, ORDINARY_BROWSERS},
@@ -158,14 +158,19 @@ impl Default for SinkConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SaltsConfig {
-    /// How often salts are re-read from ClickHouse, in seconds. Salts whose period has ended
-    /// are forgotten at each refresh.
+    /// How often salts and the blocklist are re-read from ClickHouse, in seconds. Salts whose
+    /// period has ended are forgotten at each refresh.
     pub refresh_interval_s: u64,
+    /// The ClickHouse user that reads them (the `<prefix>_ingest_meta` role); default: the
+    /// `[clickhouse]` user.
+    pub user: Option<String>,
+    /// Name of an environment variable holding that user's password.
+    pub password_env: Option<String>,
 }
 
 impl Default for SaltsConfig {
     fn default() -> Self {
-        Self { refresh_interval_s: 60 }
+        Self { refresh_interval_s: 60, user: None, password_env: None }
     }
 }
 
@@ -196,22 +201,11 @@ pub struct PrivacyConfig {
 }
 
 impl PrivacyConfig {
-    /// The secret behind cookie pseudonyms, from the file or the variable, white space
-    /// trimmed. The one reader of the key: validation and start-up see the same bytes.
-    pub fn cookie_key_material(&self) -> Result<Vec<u8>, (&'static str, String)> {
-        let material = match &self.cookie_key_file {
-            Some(path) => std::fs::read(path)
-                .map_err(|e| ("privacy.cookie_key_file", format!("cannot read {}: {e}", path.display())))?,
-            None => std::env::var(&self.cookie_key_env)
-                .map_err(|_| {
-                    (
-                        "privacy.cookie_key_file",
-                        format!("a site has cookie_mode = true: set cookie_key_file or the {} variable", self.cookie_key_env),
-                    )
-                })?
-                .into_bytes(),
-        };
-        Ok(material.trim_ascii().to_vec())
+    /// The cookie key, through the one reader both binaries share ([`store::read_cookie_key`]).
+    pub fn cookie_key(&self) -> Result<CookieKey, ConfigProblem> {
+        let material = store::read_cookie_key(self.cookie_key_file.as_deref(), &self.cookie_key_env)?;
+        CookieKey::from_material(&material)
+            .ok_or_else(|| ConfigProblem::new("privacy.cookie_key_file", "the cookie key must be at least 32 bytes"))
     }
 }
 
@@ -408,10 +402,13 @@ impl Config {
         }
 
         if self.sites.iter().any(|s| s.cookie_mode) {
-            match pr.cookie_key_material() {
-                Ok(m) if m.len() >= store::pseudonym::MIN_COOKIE_KEY_BYTES => {}
-                Ok(_) => p("privacy.cookie_key_file", "the cookie key must be at least 32 bytes (surrounding white space does not count)"),
-                Err((key, message)) => p(key, &message),
+            if let Err(problem) = self.privacy.cookie_key() {
+                p(&problem.key, &problem.message);
+            }
+        }
+        if let Some(var) = &self.salts.password_env {
+            if std::env::var_os(var).is_none() {
+                p("salts.password_env", &format!("environment variable {var} is not set"));
             }
         }
 

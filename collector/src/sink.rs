@@ -89,8 +89,9 @@ impl Sink {
             metrics: metrics.clone(),
         });
         let batcher = Batcher {
-            audience: Buffer::new(databases.audience_events(), "audience"),
-            troubleshooting: Buffer::new(databases.troubleshooting_events(), "troubleshooting"),
+            // The ingest role inserts into Null tables whose views route rows to the stores.
+            audience: Buffer::new(databases.ingest_audience(), "audience"),
+            troubleshooting: Buffer::new(databases.ingest_troubleshooting(), "troubleshooting"),
             inserter,
         };
         let task = tokio::spawn(batcher.run(rx, stop.clone()));

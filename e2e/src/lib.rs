@@ -7,6 +7,10 @@
 //! - `WEBSTATS_TEST_CLICKHOUSE_URL`: the server's HTTP URL.
 //! - `WEBSTATS_TEST_CLICKHOUSE_DIR`: its run directory (`data/`, `log/`), for privacy scans.
 //! - `WEBSTATS_TEST_GEOIP_DIR`: folder with `country.mmdb` and `asn.mmdb`.
+//! - `WEBSTATS_CH_PASSWORD_ADMIN`: the server's admin password.
+//!
+//! Each [`Install`] has its own role users (`<prefix>_ingest`, ...), written to the server's
+//! `users.d/` with `aggregator roles`, and the collectors it starts connect as those users.
 
 use std::{
     io::Read,
@@ -66,12 +70,25 @@ pub fn http() -> ureq::Agent {
         .into()
 }
 
-/// Runs SQL on the test server; returns the body, panicking with the server's message on error.
+pub fn admin_password() -> String {
+    std::env::var("WEBSTATS_CH_PASSWORD_ADMIN").expect("WEBSTATS_CH_PASSWORD_ADMIN is not set: run the tests with scripts/test.sh")
+}
+
+/// Runs SQL as the admin; returns the body, panicking with the server's message on error.
 pub fn sql(query: &str) -> String {
-    let mut response = http().post(&clickhouse_url()).send(query).expect("ClickHouse answers");
+    sql_as("admin", &admin_password(), query).unwrap_or_else(|e| panic!("ClickHouse refused {query}: {e}"))
+}
+
+/// Runs SQL as `user`: the body, or the server's error message.
+pub fn sql_as(user: &str, password: &str, query: &str) -> Result<String, String> {
+    let mut response = http()
+        .post(&clickhouse_url())
+        .header("X-ClickHouse-User", user)
+        .header("X-ClickHouse-Key", password)
+        .send(query)
+        .expect("ClickHouse answers");
     let body = response.body_mut().read_to_string().expect("a text body");
-    assert_eq!(response.status(), 200, "ClickHouse refused {query}: {body}");
-    body
+    if response.status() == 200 { Ok(body) } else { Err(body) }
 }
 
 /// Runs a query with `FORMAT JSONEachRow` appended and parses each row.
@@ -92,24 +109,57 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A test's installation: its own prefix, config files and working folder.
+/// A test's installation: its own prefix, role users, config files and working folder.
 pub struct Install {
     pub prefix: String,
     pub dir: tempfile::TempDir,
+    /// `(password variable, password)` of each role user.
+    passwords: Vec<(&'static str, String)>,
 }
 
 impl Install {
-    /// Writes the aggregator config and runs `aggregator migrate`.
+    /// Runs `aggregator migrate` as admin and creates the installation's role users.
     pub fn new(test: &str) -> Self {
-        let install = Self { prefix: unique_prefix(test), dir: tempfile::tempdir().unwrap() };
+        let prefix = unique_prefix(test);
+        let passwords = store::roles::Role::ALL.iter().map(|r| (r.password_env(), format!("{prefix}-{}-pw", r.name()))).collect();
+        let install = Self { prefix, dir: tempfile::tempdir().unwrap(), passwords };
         std::fs::write(install.aggregator_config(), install.clickhouse_section()).unwrap();
         let out = install.aggregator(&["migrate"]);
         assert!(out.status.success(), "migrate failed: {}", String::from_utf8_lossy(&out.stderr));
+        let roles = install.aggregator(&["roles"]);
+        assert!(roles.status.success(), "roles failed: {}", String::from_utf8_lossy(&roles.stderr));
+        // Written whole, then renamed: ClickHouse must never read half a file.
+        let partial = install.users_file().with_extension("tmp");
+        std::fs::write(&partial, roles.stdout).unwrap();
+        std::fs::rename(&partial, install.users_file()).unwrap();
+        // ClickHouse reloads users.d within a few seconds.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while sql_as(&install.user(store::roles::Role::Ingest), &install.password(store::roles::Role::Ingest), "SELECT 1").is_err() {
+            assert!(Instant::now() < deadline, "the role users did not appear");
+            std::thread::sleep(Duration::from_millis(100));
+        }
         install
     }
 
+    fn users_file(&self) -> PathBuf {
+        clickhouse_dir().join("users.d").join(format!("{}.xml", self.prefix))
+    }
+
+    pub fn user(&self, role: store::roles::Role) -> String {
+        format!("{}_{}", self.prefix, role.name())
+    }
+
+    pub fn password(&self, role: store::roles::Role) -> String {
+        self.passwords.iter().find(|(var, _)| *var == role.password_env()).expect("every role has a password").1.clone()
+    }
+
+    /// `[clickhouse]` for the aggregator: the admin user.
     pub fn clickhouse_section(&self) -> String {
-        format!("[clickhouse]\nurl = \"{}\"\ndatabase_prefix = \"{}\"\n", clickhouse_url(), self.prefix)
+        format!(
+            "[clickhouse]\nurl = \"{}\"\nuser = \"admin\"\npassword_env = \"WEBSTATS_CH_PASSWORD_ADMIN\"\ndatabase_prefix = \"{}\"\n",
+            clickhouse_url(),
+            self.prefix
+        )
     }
 
     pub fn aggregator_config(&self) -> PathBuf {
@@ -130,6 +180,7 @@ impl Install {
             .arg("--config")
             .arg(self.aggregator_config())
             .args(args)
+            .envs(self.passwords.iter().map(|(k, v)| (*k, v.as_str())))
             .envs(env.iter().copied())
             .output()
             .expect("the aggregator runs")
@@ -158,22 +209,28 @@ impl Install {
         (keys(0), keys(1))
     }
 
-    /// Starts a collector that flushes every 200 ms and refreshes salts every second, with
-    /// `extra` appended (sites, geoip, ...).
+    /// Starts a collector that flushes every 200 ms, with `extra` appended (sites, geoip, ...).
     pub fn collector(&self, extra: &str) -> Collector {
-        self.collector_with(&format!("[sink]\nflush_interval_ms = 200\n[salts]\nrefresh_interval_s = 1\n{extra}"), &[])
+        self.collector_with(&format!("[sink]\nflush_interval_ms = 200\n{extra}"), &[])
     }
 
-    /// Starts a collector with `[server]` and `[clickhouse]` filled in, `extra` appended, and
-    /// extra environment variables; waits until `/healthz` answers.
+    /// Starts a collector with `[server]`, `[clickhouse]` and `[salts]` filled in (the ingest
+    /// roles; salts and blocklist refreshed every second), `extra` appended, and extra
+    /// environment variables; waits until `/healthz` answers.
     pub fn collector_with(&self, extra: &str, env: &[(&str, &str)]) -> Collector {
         let port = free_port();
         let config = self.dir.path().join(format!("collector-{port}.toml"));
         std::fs::write(
             &config,
             format!(
-                "[server]\nlisten = \"127.0.0.1:{port}\"\ntrusted_proxies = [\"127.0.0.1/32\"]\nshutdown_timeout_ms = 10000\n{}\n{extra}",
-                self.clickhouse_section()
+                "[server]\nlisten = \"127.0.0.1:{port}\"\ntrusted_proxies = [\"127.0.0.1/32\"]\nshutdown_timeout_ms = 10000\n\
+                 [clickhouse]\nurl = \"{url}\"\nuser = \"{ingest}\"\npassword_env = \"WEBSTATS_CH_PASSWORD_INGEST\"\n\
+                 database_prefix = \"{prefix}\"\n\
+                 [salts]\nrefresh_interval_s = 1\nuser = \"{meta}\"\npassword_env = \"WEBSTATS_CH_PASSWORD_INGEST_META\"\n{extra}",
+                url = clickhouse_url(),
+                ingest = self.user(store::roles::Role::Ingest),
+                meta = self.user(store::roles::Role::IngestMeta),
+                prefix = self.prefix,
             ),
         )
         .unwrap();
@@ -182,6 +239,7 @@ impl Install {
             .arg("--config")
             .arg(&config)
             .env("RUST_LOG", "debug")
+            .envs(self.passwords.iter().map(|(k, v)| (*k, v.as_str())))
             .envs(env.iter().copied())
             .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
             .stderr(Stdio::from(std::fs::File::options().append(true).open(&log).unwrap()))
@@ -195,8 +253,11 @@ impl Install {
 
 impl Drop for Install {
     fn drop(&mut self) {
-        for db in ["audience", "troubleshooting", "meta"] {
-            let _ = http().post(&clickhouse_url()).send(format!("DROP DATABASE IF EXISTS {}_{db}", self.prefix));
+        let _ = std::fs::remove_file(self.users_file());
+        let databases = store::Databases::new(&self.prefix).expect("a valid prefix");
+        // Views first: a view whose source is gone cannot be dropped on 18.16.
+        for db in [databases.ingest(), databases.stage()].into_iter().chain(databases.all()) {
+            let _ = sql_as("admin", &admin_password(), &format!("DROP DATABASE IF EXISTS {db}"));
         }
     }
 }

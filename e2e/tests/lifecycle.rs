@@ -39,7 +39,7 @@ fn retention_drops_exactly_the_expired_partitions_and_audits_them() {
         assert_eq!(sql_u64(&format!("SELECT count() FROM {table}")), 6);
     }
     let audit = sql_rows(&format!(
-        "SELECT action, target, rows FROM {}_meta.audit WHERE action = 'retention_drop' ORDER BY target",
+        "SELECT action, target, rows FROM {}_admin.audit WHERE action = 'retention_drop' ORDER BY target",
         install.prefix
     ));
     assert_eq!(audit.len(), 4, "{audit:?}");
@@ -90,7 +90,7 @@ fn an_expired_salt_leaves_the_collector_clickhouse_and_the_disk() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(sql_u64(&format!("SELECT count() FROM {salts} WHERE toUInt32(period_start) = {start}")), 0);
     assert_eq!(
-        sql_u64(&format!("SELECT count() FROM {}_meta.audit WHERE action = 'salt_delete' AND target LIKE '%{start}..{end}'", install.prefix)),
+        sql_u64(&format!("SELECT count() FROM {}_admin.audit WHERE action = 'salt_delete' AND target LIKE '%{start}..{end}'", install.prefix)),
         1
     );
 

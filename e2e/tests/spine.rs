@@ -87,7 +87,7 @@ fn thousand_beacons_become_rows_in_the_right_stores() {
     let geo = e2e::geoip_dir();
     let collector = install.collector_with(
         &format!(
-            "[sink]\nflush_interval_ms = 200\n[salts]\nrefresh_interval_s = 1\n\
+            "[sink]\nflush_interval_ms = 200\n\
              [geoip]\nlocation_db = \"{}\"\nasn_db = \"{}\"\n\
              [privacy]\ncookie_key_env = \"TEST_COOKIE_KEY\"\n\
              [[sites]]\nid = \"portal\"\nallowed_hosts = [\"lk.example.ru\"]\ncookie_mode = true\n",
@@ -250,7 +250,7 @@ fn migrate_is_idempotent_and_rows_match_the_tables() {
         stdout.contains(&format!("applied: []; already applied: {versions:?}")) && stdout.contains("salts created for 0"),
         "{stdout}"
     );
-    assert_eq!(sql_u64(&format!("SELECT count() FROM {}_meta.schema_migrations", install.prefix)), versions.len() as u64);
+    assert_eq!(sql_u64(&format!("SELECT count() FROM {}_admin.schema_migrations", install.prefix)), versions.len() as u64);
     assert_eq!(sql_u64(&format!("SELECT count() FROM {}_meta.salts", install.prefix)), 2);
 
     // RowBinary is positional: the row types must list the tables' columns in order.
@@ -261,7 +261,14 @@ fn migrate_is_idempotent_and_rows_match_the_tables() {
     assert_eq!(columns(&install.audience()), store::AudienceRow::COLUMN_NAMES);
     assert_eq!(columns(&install.troubleshooting()), store::TroubleshootingRow::COLUMN_NAMES);
     assert_eq!(columns(&format!("{}_meta.salts", install.prefix)), store::SaltRow::COLUMN_NAMES);
-    assert_eq!(columns(&format!("{}_meta.schema_migrations", install.prefix)), store::MigrationRow::COLUMN_NAMES);
-    assert_eq!(columns(&format!("{}_meta.audit", install.prefix)), store::AuditRow::COLUMN_NAMES);
+    assert_eq!(columns(&format!("{}_admin.schema_migrations", install.prefix)), store::MigrationRow::COLUMN_NAMES);
+    assert_eq!(columns(&format!("{}_admin.audit", install.prefix)), store::AuditRow::COLUMN_NAMES);
     assert_eq!(columns(&format!("{}_meta.blocklist", install.prefix)), store::BlocklistRow::COLUMN_NAMES);
+    for rollup in store::ROLLUPS {
+        assert_eq!(columns(&format!("{}_rollups.{}", install.prefix, rollup.table)), rollup.columns(), "{}", rollup.table);
+    }
+    // The ingest path: Null tables and Buffer tables have exactly the stores' columns.
+    for (twin, store_table) in [("ingest.audience", install.audience()), ("stage.troubleshooting", install.troubleshooting())] {
+        assert_eq!(columns(&format!("{}_{twin}", install.prefix)), columns(&store_table), "{twin}");
+    }
 }

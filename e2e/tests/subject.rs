@@ -28,7 +28,7 @@ fn block_export_erase_and_unblock_a_person() {
     let install = Install::new("subject");
     install.configure_aggregator("[privacy]\ncookie_key_env = \"TEST_COOKIE_KEY\"\n");
     let c = install.collector_with(
-        "[sink]\nflush_interval_ms = 200\n[salts]\nrefresh_interval_s = 1\n\
+        "[sink]\nflush_interval_ms = 200\n\
          [privacy]\ncookie_key_env = \"TEST_COOKIE_KEY\"\n\
          [[sites]]\nid = \"lk\"\nallowed_hosts = [\"lk.example.ru\"]\ncookie_mode = true\n",
         &[("TEST_COOKIE_KEY", KEY)],
@@ -73,12 +73,12 @@ fn block_export_erase_and_unblock_a_person() {
     assert_eq!(wait_for_count(&format!("SELECT count() FROM {audience} WHERE path = '/after-unblock'"), 1), 1);
 
     // Every request is audited under the pseudonym; no raw value is anywhere in the audit.
-    let audit = sql(&format!("SELECT action, subject_kind, subject_id, rows FROM {}_meta.audit ORDER BY action FORMAT TSV", install.prefix));
+    let audit = sql(&format!("SELECT action, subject_kind, subject_id, rows FROM {}_admin.audit ORDER BY action FORMAT TSV", install.prefix));
     let expected = format!(
         "subject_block\tcookie\t{alice}\t0\nsubject_erase\tcookie\t{alice}\t6\nsubject_export\tcookie\t{alice}\t6\nsubject_unblock\tcookie\t{alice}\t0\n"
     );
     assert_eq!(audit, expected);
-    let everything = sql(&format!("SELECT * FROM {}_meta.audit FORMAT TSV", install.prefix));
+    let everything = sql(&format!("SELECT * FROM {}_admin.audit FORMAT TSV", install.prefix));
     assert!(!everything.contains("alice"));
 }
 

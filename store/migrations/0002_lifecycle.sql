@@ -2,7 +2,7 @@
 
 -- Every deletion (retention, salt expiry, erasure) and every data-subject request, with the
 -- pseudonym concerned but never a raw value. Read by the admin role only.
-CREATE TABLE IF NOT EXISTS {meta}.audit
+CREATE TABLE IF NOT EXISTS {admin}.audit
 (
     ts           DateTime('UTC'),
     action       String,

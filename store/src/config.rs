@@ -162,6 +162,11 @@ impl ClickHouseConfig {
         client
     }
 
+    /// The same server and databases as another user.
+    pub fn as_user(&self, user: &str, password_env: Option<&str>) -> ClickHouseConfig {
+        ClickHouseConfig { user: user.to_owned(), password_env: password_env.map(str::to_owned), ..self.clone() }
+    }
+
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
     }

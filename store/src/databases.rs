@@ -2,9 +2,14 @@
 /// installations (or parallel tests) can share one ClickHouse server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Databases {
+    prefix: String,
     audience: String,
     troubleshooting: String,
     meta: String,
+    admin: String,
+    ingest: String,
+    stage: String,
+    rollups: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -20,9 +25,14 @@ impl Databases {
             return Err(InvalidPrefix(prefix.to_owned()));
         }
         Ok(Self {
+            prefix: prefix.to_owned(),
             audience: format!("{prefix}_audience"),
             troubleshooting: format!("{prefix}_troubleshooting"),
             meta: format!("{prefix}_meta"),
+            admin: format!("{prefix}_admin"),
+            ingest: format!("{prefix}_ingest"),
+            stage: format!("{prefix}_stage"),
+            rollups: format!("{prefix}_rollups"),
         })
     }
 
@@ -36,9 +46,48 @@ impl Databases {
         &self.troubleshooting
     }
 
-    /// Salts and bookkeeping (migrations); readable by the ingest and admin roles only.
+    /// The configured prefix, which also prefixes the role users' names.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Salts and the blocklist: what collectors read (the `ingest_meta` user) besides admin.
     pub fn meta(&self) -> &str {
         &self.meta
+    }
+
+    /// Migrations and the audit trail: admin only.
+    pub fn admin(&self) -> &str {
+        &self.admin
+    }
+
+    /// Null tables the `ingest` user inserts into; their materialized views route the rows on.
+    pub fn ingest(&self) -> &str {
+        &self.ingest
+    }
+
+    /// Pass-through Buffer tables between the ingest views and the stores (see 0003_roles.sql).
+    pub fn stage(&self) -> &str {
+        &self.stage
+    }
+
+    /// k-filtered daily rollups without pseudonyms: what analysts (and SREs) read.
+    pub fn rollups(&self) -> &str {
+        &self.rollups
+    }
+
+    /// The tables the collector inserts into, in the ingest database.
+    pub fn ingest_audience(&self) -> String {
+        format!("{}.audience", self.ingest)
+    }
+
+    pub fn ingest_troubleshooting(&self) -> String {
+        format!("{}.troubleshooting", self.ingest)
+    }
+
+    /// Every database of the installation, in creation order.
+    pub fn all(&self) -> [&str; 7] {
+        [&self.audience, &self.troubleshooting, &self.meta, &self.admin, &self.stage, &self.ingest, &self.rollups]
     }
 
     pub fn audience_events(&self) -> String {
@@ -54,7 +103,7 @@ impl Databases {
     }
 
     pub fn audit(&self) -> String {
-        format!("{}.audit", self.meta)
+        format!("{}.audit", self.admin)
     }
 
     pub fn blocklist(&self) -> String {
@@ -62,14 +111,19 @@ impl Databases {
     }
 
     pub fn migrations(&self) -> String {
-        format!("{}.schema_migrations", self.meta)
+        format!("{}.schema_migrations", self.admin)
     }
 
-    /// Replaces `{audience}`, `{troubleshooting}` and `{meta}` in SQL text.
+    /// Replaces the `{audience}`, `{troubleshooting}`, `{meta}`, `{admin}`, `{ingest}`,
+    /// `{stage}` and `{rollups}` placeholders in SQL text.
     pub fn render(&self, sql: &str) -> String {
         sql.replace("{audience}", &self.audience)
             .replace("{troubleshooting}", &self.troubleshooting)
             .replace("{meta}", &self.meta)
+            .replace("{admin}", &self.admin)
+            .replace("{ingest}", &self.ingest)
+            .replace("{stage}", &self.stage)
+            .replace("{rollups}", &self.rollups)
     }
 }
 

@@ -11,12 +11,15 @@ mod config;
 mod databases;
 mod migrations;
 pub mod pseudonym;
+pub mod roles;
+mod rollups;
 mod rows;
 
 pub use crate::{
     config::{ClickHouseConfig, ConfigProblem, LoadError, check as check_config, load_toml, read_cookie_key},
     databases::{Databases, InvalidPrefix},
     migrations::{BOOTSTRAP, MIGRATIONS, Migration, split_statements},
+    rollups::{ROLLUPS, Rollup},
     rows::{
         AuditRow, AudienceRow, BLOCKED_SUBJECTS_SQL, BlocklistRow, EventType, MigrationRow, SaltRow, SubjectKind, TroubleshootingRow, day_number,
     },

@@ -9,11 +9,13 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-/// Created before any migration runs: the meta database and the table that records applied
-/// migrations (its row type is [`crate::MigrationRow`]).
+/// Created before any migration runs: the admin database with the table that records applied
+/// migrations (its row type is [`crate::MigrationRow`]), and the meta database migration 1
+/// puts the salts in.
 pub const BOOTSTRAP: &str = "\
+CREATE DATABASE IF NOT EXISTS {admin};
 CREATE DATABASE IF NOT EXISTS {meta};
-CREATE TABLE IF NOT EXISTS {meta}.schema_migrations
+CREATE TABLE IF NOT EXISTS {admin}.schema_migrations
 (
     version    UInt32,
     name       String,
@@ -28,6 +30,7 @@ ORDER BY version;
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "stores", sql: include_str!("../migrations/0001_stores.sql") },
     Migration { version: 2, name: "lifecycle", sql: include_str!("../migrations/0002_lifecycle.sql") },
+    Migration { version: 3, name: "roles", sql: include_str!("../migrations/0003_roles.sql") },
 ];
 
 /// Splits a migration into statements: drops `--` comment lines and splits on a `;` that ends
