@@ -118,7 +118,8 @@ nginx_ready() {
 }
 
 ch_query() {  # ch_query SQL: print the result
-    curl -sS --fail --max-time 10 "http://127.0.0.1:$CH_HTTP_PORT/" --data-binary "$1"
+    curl -sS --fail --max-time 10 -H "X-ClickHouse-User: admin" -H "X-ClickHouse-Key: $WEBSTATS_CH_PASSWORD_ADMIN" \
+        "http://127.0.0.1:$CH_HTTP_PORT/" --data-binary "$1"
 }
 
 # cpu_ticks PID: utime+stime in clock ticks (fields 14 and 15 of /proc/PID/stat; the command
@@ -199,7 +200,13 @@ shutdown_timeout_ms = 10000
 
 [clickhouse]
 url = "http://127.0.0.1:$CH_HTTP_PORT"
+user = "bench_ingest"
+password_env = "WEBSTATS_CH_PASSWORD_INGEST"
 database_prefix = "bench"
+
+[salts]
+user = "bench_ingest_meta"
+password_env = "WEBSTATS_CH_PASSWORD_INGEST_META"
 
 [geoip]
 location_db = "$WORK/geoip/country.mmdb"
@@ -212,11 +219,19 @@ EOF
 cat >"$TMP/aggregator.toml" <<EOF
 [clickhouse]
 url = "http://127.0.0.1:$CH_HTTP_PORT"
+user = "admin"
+password_env = "WEBSTATS_CH_PASSWORD_ADMIN"
 database_prefix = "bench"
 EOF
-"$COLLECTOR_BIN" --config "$TMP/collector.toml" --check-config >/dev/null
+set -a
+# shellcheck disable=SC1091
+source "$WORK/clickhouse/$CH_NAME/secrets.env"
+set +a
 "$AGGREGATOR_BIN" --config "$TMP/aggregator.toml" migrate >"$RAW/migrate.log" 2>&1 \
     || { cat "$RAW/migrate.log" >&2; die "aggregator migrate failed"; }
+# The collector runs as the production roles (ingest, ingest_meta).
+install_roles "$CH_NAME" bench "$AGGREGATOR_BIN" "$TMP/aggregator.toml"
+"$COLLECTOR_BIN" --config "$TMP/collector.toml" --check-config >/dev/null
 
 # The collector's tokio runtime is the default multi-threaded one: one worker thread per CPU
 # the process may use (nproc), which is what nginx gets below.

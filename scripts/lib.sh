@@ -62,6 +62,36 @@ random_secret() {
     python3 -c 'import secrets; print(secrets.token_urlsafe(24))'
 }
 
+# install_roles CH_NAME PREFIX AGGREGATOR_BIN AGGREGATOR_CONFIG: the role users of one
+# installation on the local server CH_NAME. Passwords are generated once into
+# .work/clickhouse/CH_NAME/roles-PREFIX.env and exported (with the admin password) for the
+# binaries; `aggregator roles` writes the users.d file, and this waits until the server has
+# loaded it.
+install_roles() {
+    local dir="$WORK/clickhouse/$1" prefix="$2" aggregator="$3" config="$4" role
+    command -v curl >/dev/null || ensure_apt curl
+    local env="$dir/roles-$prefix.env"
+    if [ ! -s "$env" ]; then
+        (umask 077; for role in INGEST INGEST_META ANALYST SRE; do
+            printf 'WEBSTATS_CH_PASSWORD_%s=%s\n' "$role" "$(random_secret)"; done > "$env")
+    fi
+    set -a
+    # shellcheck disable=SC1090
+    source "$dir/secrets.env"
+    # shellcheck disable=SC1090
+    source "$env"
+    set +a
+    "$aggregator" --config "$config" roles > "$dir/users.d/$prefix.tmp"
+    mv "$dir/users.d/$prefix.tmp" "$dir/users.d/$prefix.xml"
+    local port deadline=$((SECONDS + 30))
+    read -r port _ < "$dir/ports"
+    until curl -sf -H "X-ClickHouse-User: ${prefix}_ingest" -H "X-ClickHouse-Key: $WEBSTATS_CH_PASSWORD_INGEST" \
+            "http://127.0.0.1:$port/?query=SELECT%201" >/dev/null; do
+        [ $SECONDS -lt $deadline ] || die "ClickHouse did not load the roles of $prefix"
+        sleep 0.2
+    done
+}
+
 # free_port: print a TCP port on 127.0.0.1 that was free a moment ago.
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -83,6 +113,7 @@ PY
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     echo "lib.sh is sourced by the other scripts: source scripts/lib.sh; then use"
-    echo "  \$ROOT \$WORK \$VENV, log MSG, die MSG, ensure_apt PKG..., ensure_venv, ensure_python, random_secret, free_port, port_free PORT"
+    echo "  \$ROOT \$WORK \$VENV, log MSG, die MSG, ensure_apt PKG..., ensure_venv, ensure_python, random_secret,"
+    echo "  install_roles CH_NAME PREFIX AGGREGATOR CONFIG, free_port, port_free PORT"
     exit 0
 fi

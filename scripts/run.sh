@@ -39,21 +39,14 @@ trap cleanup INT TERM HUP EXIT
 command -v clickhouse-server >/dev/null || [ -x /usr/sbin/clickhouse-server ] \
     || ensure_apt clickhouse-server clickhouse-client
 setsid --wait "$ROOT/scripts/clickhouse.sh" start --name demo >/dev/null
-# The admin password of the demo server, and the demo installation's role passwords (created
-# once): the collector connects as webstats_ingest and webstats_ingest_meta.
-DEMO="$WORK/clickhouse/demo"
-if [ ! -s "$DEMO/roles.env" ]; then
-    (umask 077; for role in INGEST INGEST_META ANALYST SRE; do
-        printf 'WEBSTATS_CH_PASSWORD_%s=%s\n' "$role" "$(random_secret)"; done > "$DEMO/roles.env")
-fi
+# The schema as admin, then the installation's roles: the collector connects as
+# webstats_ingest and webstats_ingest_meta. Passwords are in .work/clickhouse/demo/.
 set -a
 # shellcheck disable=SC1091
-source "$DEMO/secrets.env"
-# shellcheck disable=SC1091
-source "$DEMO/roles.env"
+source "$WORK/clickhouse/demo/secrets.env"
 set +a
 "${AGGREGATOR[@]}" migrate
-"${AGGREGATOR[@]}" roles > "$DEMO/users.d/webstats.xml"
+install_roles demo webstats "${AGGREGATOR[0]}" config/aggregator.toml
 
 target/release/collector --config config/collector.toml &
 pids+=($!)
@@ -66,10 +59,12 @@ pids+=($!)
 cat >&2 <<MSG
 
   webstats is running.
-  Open http://127.0.0.1:18000/ (each view lands in ClickHouse within a second), then:
+  Open http://127.0.0.1:18000/ (each view lands in ClickHouse within a second), then
+  (the aggregator is ClickHouse's admin; its password is in secrets.env):
+    set -a; . .work/clickhouse/demo/secrets.env; set +a
     ${AGGREGATOR[*]} stats --site demo
   Metrics: http://127.0.0.1:18080/metrics    Ctrl-C stops everything.
-  ClickHouse passwords (admin and the roles): $DEMO/secrets.env, $DEMO/roles.env
+  ClickHouse passwords (admin and the roles): .work/clickhouse/demo/*.env
 
 MSG
 wait "${pids[0]}"
