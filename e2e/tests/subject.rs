@@ -2,7 +2,7 @@
 //! refresh), export (JSON of every stored row), erase (gone from every store), unblock; each
 //! audited under the pseudonym, never the raw value.
 
-use e2e::{Collector, Install, sql, sql_u64, wait_for_count};
+use e2e::{Collector, Install, scan, sql, sql_u64, wait_for_count};
 use store::pseudonym::CookieKey;
 
 const KEY: &str = "subject-test-cookie-key-0123456789abcdef";
@@ -80,6 +80,17 @@ fn block_export_erase_and_unblock_a_person() {
     assert_eq!(audit, expected);
     let everything = sql(&format!("SELECT * FROM {}_admin.audit FORMAT TSV", install.prefix));
     assert!(!everything.contains("alice"));
+
+    // The raw cookie values and the address are in no file of the server (the audit and
+    // blocklist tables included) and not in the collector's log.
+    let mut files = scan::files_under(&e2e::clickhouse_dir());
+    files.push(c.log.clone());
+    let mut needles = vec![scan::text_needle("cookie", ALICE), scan::text_needle("cookie", BOB)];
+    needles.extend(scan::ip_needles("203.0.113.50".parse().unwrap()).into_iter().filter(|n| n.bytes.len() != 4));
+    let audit_files: Vec<_> = files.iter().filter(|f| f.to_string_lossy().contains(&format!("{}_admin", install.prefix))).collect();
+    assert!(!audit_files.is_empty(), "the scan covers the audit table's files");
+    let hits = scan::find(&files, &needles);
+    assert!(hits.is_empty(), "raw identifiers found: {hits:#?}");
 }
 
 #[test]
