@@ -96,10 +96,10 @@ impl Default for RunConfig {
 impl Config {
     pub fn load(path: &Path) -> Result<Self, LoadError> {
         let mut config: Config = store::load_toml(path, "aggregator")?;
-        if let Some(file) = &mut config.privacy.cookie_key_file {
-            if file.is_relative() {
-                *file = path.parent().unwrap_or(Path::new(".")).join(&*file);
-            }
+        if let Some(file) = &mut config.privacy.cookie_key_file
+            && file.is_relative()
+        {
+            *file = path.parent().unwrap_or(Path::new(".")).join(&*file);
         }
         store::check_config(path, config.problems())?;
         Ok(config)
@@ -111,7 +111,7 @@ impl Config {
         let period = self.salts.rotation_period_s;
         // Whole days: salts are partitioned by the day their period starts, and deleting a
         // salt drops its partition, which must hold no other period.
-        if period == 0 || period % 86_400 != 0 || period > 7 * 86_400 {
+        if period == 0 || !period.is_multiple_of(86_400) || period > 7 * 86_400 {
             problems.push(ConfigProblem::new("salts.rotation_period_s", "must be whole days (86400 x 1 to 7)"));
         }
         if self.salts.grace_period_s > 31 * 86_400 {
@@ -158,7 +158,8 @@ mod tests {
     #[test]
     fn reports_every_bad_lifecycle_value() {
         let c: Config =
-            toml::from_str("[retention]\naudience_days = 0\ntroubleshooting_days = 0\n[run]\ninterval_s = 0\n").unwrap();
+            toml::from_str("[retention]\naudience_days = 0\ntroubleshooting_days = 0\n[run]\ninterval_s = 0\n")
+                .unwrap();
         let keys: Vec<_> = c.problems().into_iter().map(|p| p.key).collect();
         assert_eq!(keys, ["retention.audience_days", "retention.troubleshooting_days", "run.interval_s"]);
     }

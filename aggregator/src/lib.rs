@@ -22,5 +22,7 @@ pub use crate::{
     run::{Pass, PassError, forever as run_forever, pass as run_pass},
     salts::{SaltError, ensure as ensure_salts, expire as expire_salts, period_start},
     stats::{PageStats, Stats, stats},
-    subject::{Identity, Subject, SubjectError, days as subject_days, erase, export, resolve as resolve_subject, set_blocked},
+    subject::{
+        Identity, Subject, SubjectError, days as subject_days, erase, export, resolve as resolve_subject, set_blocked,
+    },
 };

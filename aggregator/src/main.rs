@@ -178,7 +178,8 @@ async fn run(config: aggregator::Config, command: Command) -> anyhow::Result<()>
                 }
                 aggregator::Identity::Connection { .. } => None,
             };
-            let subjects = aggregator::resolve_subject(&client, &databases, &site, &identity, cookie_key.as_ref()).await?;
+            let subjects =
+                aggregator::resolve_subject(&client, &databases, &site, &identity, cookie_key.as_ref()).await?;
             // Found before acting: after an erase the person's days can no longer be found.
             let days = aggregator::subject_days(&client, &databases, &site, &subjects).await?;
             match action {

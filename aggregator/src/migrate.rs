@@ -54,10 +54,16 @@ pub async fn migrate(client: &Client, databases: &Databases, now: u32) -> Result
         for statement in split_statements(&databases.render(migration.sql)) {
             execute(client, &statement).await?;
         }
-        let record = MigrationRow { version: migration.version, name: migration.name.to_owned(), checksum: current, applied_at: now };
-        insert_record(client, &table, &record)
-            .await
-            .map_err(|source| MigrateError::ClickHouse { what: format!("recording migration {}", migration.version), source })?;
+        let record = MigrationRow {
+            version: migration.version,
+            name: migration.name.to_owned(),
+            checksum: current,
+            applied_at: now,
+        };
+        insert_record(client, &table, &record).await.map_err(|source| MigrateError::ClickHouse {
+            what: format!("recording migration {}", migration.version),
+            source,
+        })?;
         tracing::info!(version = migration.version, name = migration.name, "migration applied");
         report.applied.push(migration.version);
     }
@@ -71,10 +77,11 @@ async fn insert_record(client: &Client, table: &str, record: &MigrationRow) -> R
 }
 
 async fn execute(client: &Client, sql: &str) -> Result<(), MigrateError> {
-    client.query(sql).execute().await.map_err(|source| MigrateError::ClickHouse {
-        what: sql.lines().next().unwrap_or_default().to_owned(),
-        source,
-    })
+    client
+        .query(sql)
+        .execute()
+        .await
+        .map_err(|source| MigrateError::ClickHouse { what: sql.lines().next().unwrap_or_default().to_owned(), source })
 }
 
 fn checksum(migration: &Migration) -> String {

@@ -24,7 +24,9 @@ pub async fn enforce(
 ) -> Result<Vec<AuditRow>, clickhouse::error::Error> {
     let today = u32::from(day_number(now));
     let mut dropped = Vec::new();
-    for (db, days) in [(databases.audience(), config.audience_days), (databases.troubleshooting(), config.troubleshooting_days)] {
+    for (db, days) in
+        [(databases.audience(), config.audience_days), (databases.troubleshooting(), config.troubleshooting_days)]
+    {
         let oldest_kept = today.saturating_sub(days);
         let partitions = client
             .query(
@@ -60,8 +62,7 @@ pub async fn enforce(
 
 fn is_date_literal(s: &str) -> bool {
     let b = s.as_bytes();
-    b.len() == 10
-        && b.iter().enumerate().all(|(i, c)| if i == 4 || i == 7 { *c == b'-' } else { c.is_ascii_digit() })
+    b.len() == 10 && b.iter().enumerate().all(|(i, c)| if i == 4 || i == 7 { *c == b'-' } else { c.is_ascii_digit() })
 }
 
 #[cfg(test)]

@@ -8,7 +8,12 @@ use clickhouse::Client;
 use store::{BLOCKED_SUBJECTS_SQL, Databases, ROLLUPS, Rollup};
 
 /// Recomputes every rollup for each of `days` (day numbers since the epoch).
-pub async fn refresh(client: &Client, databases: &Databases, days: &[u16], min_group_size: u32) -> Result<(), clickhouse::error::Error> {
+pub async fn refresh(
+    client: &Client,
+    databases: &Databases,
+    days: &[u16],
+    min_group_size: u32,
+) -> Result<(), clickhouse::error::Error> {
     for &day in days {
         for rollup in ROLLUPS {
             let table = format!("{}.{}", databases.rollups(), rollup.table);
@@ -20,7 +25,13 @@ pub async fn refresh(client: &Client, databases: &Databases, days: &[u16], min_g
 }
 
 /// The days (day numbers) on which `column = id` has audience rows for `site`.
-pub async fn days_with(client: &Client, databases: &Databases, site: &str, column: &str, id: u64) -> Result<Vec<u16>, clickhouse::error::Error> {
+pub async fn days_with(
+    client: &Client,
+    databases: &Databases,
+    site: &str,
+    column: &str,
+    id: u64,
+) -> Result<Vec<u16>, clickhouse::error::Error> {
     client
         .query(&format!(
             "SELECT DISTINCT toUInt16(date) FROM {} WHERE site = ? AND {column} = ?",
@@ -71,7 +82,14 @@ mod tests {
     fn counts_distinct_visitors_and_filters_small_groups() {
         let db = Databases::new("p").unwrap();
         let sql = insert_sql(&db, &ROLLUPS[1], "p_rollups.daily_pages", 5);
-        assert!(sql.starts_with("INSERT INTO p_rollups.daily_pages (date, site, host, path, pageviews, visitors)"), "{sql}");
-        assert!(sql.contains("HAVING visitors >= 5") && sql.contains("type = 'pageview'") && sql.contains("p_meta.blocklist"));
+        assert!(
+            sql.starts_with("INSERT INTO p_rollups.daily_pages (date, site, host, path, pageviews, visitors)"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("HAVING visitors >= 5")
+                && sql.contains("type = 'pageview'")
+                && sql.contains("p_meta.blocklist")
+        );
     }
 }

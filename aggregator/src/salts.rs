@@ -69,7 +69,12 @@ struct Period {
 /// (one per start day; rotation periods are whole days, so a partition holds one period).
 /// Returns the audit rows (already recorded). Once gone, nobody can recompute the visitor ids
 /// of those periods.
-pub async fn expire(client: &Client, databases: &Databases, grace_s: u32, now: u32) -> Result<Vec<AuditRow>, SaltError> {
+pub async fn expire(
+    client: &Client,
+    databases: &Databases,
+    grace_s: u32,
+    now: u32,
+) -> Result<Vec<AuditRow>, SaltError> {
     let table = databases.salts();
     let periods = client
         .query(&format!(

@@ -2,8 +2,8 @@
 //! results without Grafana. Visitors are distinct daily visitor ids (a person seen on two
 //! days counts twice, by design of the daily salt) plus nothing for anonymous views.
 
-use serde::{Deserialize, Serialize};
 use clickhouse::{Client, Row};
+use serde::{Deserialize, Serialize};
 use store::Databases;
 
 /// The report, also the `--json` output.

@@ -84,7 +84,10 @@ pub async fn resolve(
             let ua = truncate(user_agent, 512);
             let mut subjects: Vec<Subject> = salts
                 .iter()
-                .map(|s| Subject { kind: SubjectKind::Visitor, id: SaltKeys::derive(&s.salt).visitor_id(site, *ip, ua) })
+                .map(|s| Subject {
+                    kind: SubjectKind::Visitor,
+                    id: SaltKeys::derive(&s.salt).visitor_id(site, *ip, ua),
+                })
                 .collect();
             subjects.dedup();
             Ok(subjects)
@@ -102,10 +105,19 @@ fn truncate(s: &str, max: usize) -> &str {
 
 /// The days on which the subjects have audience rows: the rollups to recompute after a block,
 /// an unblock or an erase.
-pub async fn days(client: &Client, databases: &Databases, site: &str, subjects: &[Subject]) -> Result<Vec<u16>, SubjectError> {
+pub async fn days(
+    client: &Client,
+    databases: &Databases,
+    site: &str,
+    subjects: &[Subject],
+) -> Result<Vec<u16>, SubjectError> {
     let mut days = Vec::new();
     for s in subjects {
-        days.extend(crate::rollups::days_with(client, databases, site, s.column(), s.id).await.map_err(ch("finding the days to recompute"))?);
+        days.extend(
+            crate::rollups::days_with(client, databases, site, s.column(), s.id)
+                .await
+                .map_err(ch("finding the days to recompute"))?,
+        );
     }
     days.sort_unstable();
     days.dedup();
@@ -122,7 +134,8 @@ pub async fn set_blocked(
     blocked: bool,
     now: u32,
 ) -> Result<(), SubjectError> {
-    let mut insert = client.insert_unescaped::<BlocklistRow>(&databases.blocklist()).await.map_err(ch("writing the blocklist"))?;
+    let mut insert =
+        client.insert_unescaped::<BlocklistRow>(&databases.blocklist()).await.map_err(ch("writing the blocklist"))?;
     let seq = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     for s in subjects {
         let row = BlocklistRow {
@@ -150,7 +163,9 @@ pub async fn export(
 ) -> Result<serde_json::Value, SubjectError> {
     let mut stores = serde_json::Map::new();
     let mut counts: Vec<(Subject, u64)> = subjects.iter().map(|s| (*s, 0)).collect();
-    for (name, table) in [("audience", databases.audience_events()), ("troubleshooting", databases.troubleshooting_events())] {
+    for (name, table) in
+        [("audience", databases.audience_events()), ("troubleshooting", databases.troubleshooting_events())]
+    {
         let mut rows = Vec::new();
         for (subject, count) in &mut counts {
             let mut cursor = client

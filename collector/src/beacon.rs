@@ -79,8 +79,7 @@ fn err(field: &'static str, message: impl Into<String>) -> BeaconError {
 /// Parses a POST body (already decompressed and size-checked).
 pub fn from_json(body: &[u8]) -> Result<Beacon, BeaconError> {
     let text = std::str::from_utf8(body).map_err(|_| err("", "body is not valid UTF-8"))?;
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| err("", format!("body is not valid JSON: {e}")))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| err("", format!("body is not valid JSON: {e}")))?;
     match value {
         Value::Object(map) => from_map(&map),
         _ => Err(err("", "body must be a JSON object")),
@@ -94,8 +93,9 @@ pub fn from_query(query: &str) -> Result<Beacon, BeaconError> {
     for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
         let value = match key.as_ref() {
             "sw" => value.parse::<i64>().map(Value::from).unwrap_or(Value::String(value.into_owned())),
-            "props" | "t" | "err" => serde_json::from_str(&value)
-                .map_err(|_| err(field_name(&key), "must be a JSON object"))?,
+            "props" | "t" | "err" => {
+                serde_json::from_str(&value).map_err(|_| err(field_name(&key), "must be a JSON object"))?
+            }
             _ => Value::String(value.into_owned()),
         };
         map.insert(key.into_owned(), value);
@@ -205,7 +205,9 @@ fn props(map: &Map<String, Value>) -> Result<Vec<(String, String)>, BeaconError>
                 Value::String(s) => cut(s, MAX_PROP_VALUE_CHARS),
                 Value::Number(n) => n.to_string(),
                 Value::Bool(b) => b.to_string(),
-                _ => return Err(err("props", format!("property {:?} must be a string, number or boolean", cut(k, 40)))),
+                _ => {
+                    return Err(err("props", format!("property {:?} must be a string, number or boolean", cut(k, 40))));
+                }
             };
             Ok((cut(k, MAX_PROP_KEY_CHARS), value))
         })
@@ -335,7 +337,9 @@ mod tests {
 
     #[test]
     fn parses_timing_and_rounds_milliseconds() {
-        let b = from_json(br#"{"site":"s","type":"timing","url":"https://a.ru/","t":{"ttfb":12.6,"cls":0.05,"lcp":900}}"#).unwrap();
+        let b =
+            from_json(br#"{"site":"s","type":"timing","url":"https://a.ru/","t":{"ttfb":12.6,"cls":0.05,"lcp":900}}"#)
+                .unwrap();
         assert_eq!(b.timing.ttfb_ms, Some(13));
         assert_eq!(b.timing.lcp_ms, Some(900));
         assert_eq!(b.timing.cls, Some(0.05));

@@ -22,6 +22,10 @@ impl Blocklist {
         self.by_site.values().map(HashSet::len).sum()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.by_site.is_empty()
+    }
+
     fn from_rows(rows: Vec<Blocked>) -> Self {
         let mut by_site: HashMap<String, HashSet<(SubjectKind, u64)>> = HashMap::new();
         for row in rows {

@@ -12,12 +12,8 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
     if !is_trusted(peer, trusted) {
         return peer;
     }
-    let forwarded_for: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .collect();
+    let forwarded_for: Vec<&str> =
+        headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).collect();
     let entries: Vec<&str> = if forwarded_for.is_empty() {
         headers
             .get_all("forwarded")
@@ -70,7 +66,11 @@ mod tests {
             map.append(*k, v.parse().unwrap());
         }
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
-        assert_eq!(client_ip(peer.parse().unwrap(), &map, &trusted), expected.parse::<IpAddr>().unwrap(), "{headers:?}");
+        assert_eq!(
+            client_ip(peer.parse().unwrap(), &map, &trusted),
+            expected.parse::<IpAddr>().unwrap(),
+            "{headers:?}"
+        );
     }
 
     #[test]

@@ -21,8 +21,7 @@ use crate::{
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// The query parameters every site keeps (privacy-model.md section 4).
-pub const DEFAULT_QUERY_ALLOWLIST: [&str; 5] =
-    ["utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content"];
+pub const DEFAULT_QUERY_ALLOWLIST: [&str; 5] = ["utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content"];
 
 /// `[bots] extra_patterns` by default: User-Agent substrings (case-insensitive) that mark a
 /// bot besides woothee's crawler category (privacy-model.md section 7). Word-ish on purpose:
@@ -357,7 +356,10 @@ impl Config {
         let mut ids = HashSet::new();
         for (i, site) in self.sites.iter().enumerate() {
             let key = |field: &str| format!("sites[{i}].{field}");
-            if site.id.is_empty() || site.id.len() > 64 || !site.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
+            if site.id.is_empty()
+                || site.id.len() > 64
+                || !site.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+            {
                 p(&key("id"), "must be 1 to 64 letters, digits, '-', '_' or '.'");
             } else if !ids.insert(site.id.as_str()) {
                 p(&key("id"), &format!("{:?} is used by another site", site.id));
@@ -368,10 +370,15 @@ impl Config {
             for host in &site.allowed_hosts {
                 let bare = host.strip_prefix("*.").unwrap_or(host);
                 if bare.is_empty() || bare.contains(['/', ':', '*', ' ']) || bare != bare.to_ascii_lowercase() {
-                    p(&key("allowed_hosts"), &format!("{host:?} is not a lower-case host name (optionally starting with '*.')"));
+                    p(
+                        &key("allowed_hosts"),
+                        &format!("{host:?} is not a lower-case host name (optionally starting with '*.')"),
+                    );
                 }
             }
-            if site.cookie_name.is_empty() || !site.cookie_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            if site.cookie_name.is_empty()
+                || !site.cookie_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
                 p(&key("cookie_name"), "must be letters, digits, '_' or '-'");
             }
             check_param_names(&key("query_allowlist"), &site.query_allowlist, &mut p);
@@ -392,24 +399,29 @@ impl Config {
                 p("bots.extra_patterns", &format!("{pattern:?}: a pattern must not be empty or white space"));
             } else if pattern.chars().count() > MAX_BOT_PATTERN_CHARS {
                 let start: String = pattern.chars().take(40).collect();
-                p("bots.extra_patterns", &format!("{start:?}...: a pattern has at most {MAX_BOT_PATTERN_CHARS} characters"));
+                p(
+                    "bots.extra_patterns",
+                    &format!("{start:?}...: a pattern has at most {MAX_BOT_PATTERN_CHARS} characters"),
+                );
             } else if let Some(browser) = ORDINARY_BROWSERS.iter().find(|b| BotPatterns::new(&[pattern]).matches(b)) {
                 p(
                     "bots.extra_patterns",
-                    &format!("{pattern:?} matches an ordinary browser ({browser}), so every visitor would count as a bot"),
+                    &format!(
+                        "{pattern:?} matches an ordinary browser ({browser}), so every visitor would count as a bot"
+                    ),
                 );
             }
         }
 
-        if self.sites.iter().any(|s| s.cookie_mode) {
-            if let Err(problem) = self.privacy.cookie_key() {
-                p(&problem.key, &problem.message);
-            }
+        if self.sites.iter().any(|s| s.cookie_mode)
+            && let Err(problem) = self.privacy.cookie_key()
+        {
+            p(&problem.key, &problem.message);
         }
-        if let Some(var) = &self.salts.password_env {
-            if std::env::var_os(var).is_none() {
-                p("salts.password_env", &format!("environment variable {var} is not set"));
-            }
+        if let Some(var) = &self.salts.password_env
+            && std::env::var_os(var).is_none()
+        {
+            p("salts.password_env", &format!("environment variable {var} is not set"));
         }
 
         self.clickhouse.validate(&mut problems);
@@ -502,7 +514,9 @@ mod tests {
 
     #[test]
     fn rejects_duplicate_site_ids() {
-        let c = parse("[[sites]]\nid = \"a\"\nallowed_hosts = [\"a.ru\"]\n[[sites]]\nid = \"a\"\nallowed_hosts = [\"b.ru\"]\n");
+        let c = parse(
+            "[[sites]]\nid = \"a\"\nallowed_hosts = [\"a.ru\"]\n[[sites]]\nid = \"a\"\nallowed_hosts = [\"b.ru\"]\n",
+        );
         assert_eq!(c.problems()[0].key, "sites[1].id");
     }
 }

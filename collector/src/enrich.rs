@@ -160,12 +160,7 @@ impl GeoDb {
     pub fn lookup(&self, ip: IpAddr) -> Geo {
         let mut geo = Geo::default();
         if let Some(rec) = self.location.as_ref().and_then(|r| decode::<LocationRecord>(r, ip)) {
-            geo.country = rec
-                .country
-                .and_then(|c| c.iso_code)
-                .or(rec.country_code)
-                .unwrap_or_default()
-                .to_owned();
+            geo.country = rec.country.and_then(|c| c.iso_code).or(rec.country_code).unwrap_or_default().to_owned();
             geo.region = rec
                 .subdivisions
                 .and_then(|s| s.into_iter().next())
@@ -249,7 +244,10 @@ mod tests {
             "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.6099.130 Safari/537.36",
         );
         assert!(!hit);
-        assert_eq!((chrome.browser.as_str(), chrome.browser_version.as_str(), chrome.device.as_str()), ("Chrome", "120", "pc"));
+        assert_eq!(
+            (chrome.browser.as_str(), chrome.browser_version.as_str(), chrome.device.as_str()),
+            ("Chrome", "120", "pc")
+        );
         assert!(!chrome.is_bot);
         let (bot, _) = p.parse("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)");
         assert!(bot.is_bot);
@@ -335,7 +333,10 @@ mod tests {
         let p = AgentParser::with_bot_patterns(4, &["MyMonitor"]);
         assert!(p.parse("mymonitor/1.0").0.is_bot);
         assert!(!p.parse("curl/8.5.0").0.is_bot, "the defaults are replaced; woothee calls curl misc");
-        assert!(p.parse("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)").0.is_bot, "woothee still counts");
+        assert!(
+            p.parse("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)").0.is_bot,
+            "woothee still counts"
+        );
         let none = AgentParser::with_bot_patterns(4, &[] as &[&str]);
         assert!(!none.parse("python-requests/2.31.0").0.is_bot);
     }

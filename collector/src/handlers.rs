@@ -77,10 +77,10 @@ fn accept(app: &App, beacon: Beacon, parts: &Parts) -> Result<(), Rejection> {
         return Err(Rejection::ShuttingDown);
     }
     let site = app.sites.get(&beacon.site).ok_or(Rejection::UnknownSite)?;
-    if let Some(origin) = parts.headers.get(header::ORIGIN) {
-        if !origin_host(origin).is_some_and(|h| host_allowed(site, &h)) {
-            return Err(Rejection::OriginNotAllowed);
-        }
+    if let Some(origin) = parts.headers.get(header::ORIGIN)
+        && !origin_host(origin).is_some_and(|h| host_allowed(site, &h))
+    {
+        return Err(Rejection::OriginNotAllowed);
     }
     if !beacon.url.host_str().is_some_and(|h| host_allowed(site, h)) {
         return Err(Rejection::HostNotAllowed);
@@ -123,7 +123,9 @@ fn accept(app: &App, beacon: Beacon, parts: &Parts) -> Result<(), Rejection> {
 fn host_allowed(site: &Site, host: &str) -> bool {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     site.config.allowed_hosts.iter().any(|allowed| match allowed.strip_prefix("*.") {
-        Some(parent) => host.len() > parent.len() + 1 && host.ends_with(parent) && host[..host.len() - parent.len()].ends_with('.'),
+        Some(parent) => {
+            host.len() > parent.len() + 1 && host.ends_with(parent) && host[..host.len() - parent.len()].ends_with('.')
+        }
         None => host == *allowed,
     })
 }
@@ -166,15 +168,10 @@ async fn read_body(body: Incoming, gzip: bool) -> Result<Bytes, Rejection> {
 }
 
 fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k == name && !v.is_empty()).then_some(v)
-        })
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|pair| {
+        let (k, v) = pair.trim().split_once('=')?;
+        (k == name && !v.is_empty()).then_some(v)
+    })
 }
 
 fn header_is_one(headers: &HeaderMap, name: &str) -> bool {

@@ -29,8 +29,8 @@ mod urls;
 pub use crate::{
     app::run,
     beacon::{Beacon, BeaconError, from_json as parse_beacon},
+    blocklist::Blocklist,
     config::{Config, MAX_BODY_BYTES, SiteConfig},
     enrich::{AgentParser, GeoDb},
-    blocklist::Blocklist,
     pipeline::{Controls, Outcome, Pipeline, Pseudonymised, RequestFacts, Site},
 };

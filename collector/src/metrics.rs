@@ -64,8 +64,9 @@ impl Metrics {
             registry.register(Box::new(h.clone())).expect("unique metric");
             h
         };
-        let bot_hits = IntCounter::with_opts(Opts::new("bot_hits_total", "Accepted beacons from crawlers.").namespace(ns))
-            .expect("valid metric");
+        let bot_hits =
+            IntCounter::with_opts(Opts::new("bot_hits_total", "Accepted beacons from crawlers.").namespace(ns))
+                .expect("valid metric");
         registry.register(Box::new(bot_hits.clone())).expect("unique metric");
 
         Self {
@@ -78,21 +79,33 @@ impl Metrics {
             ),
             beacons_accepted: counter_vec("beacons_accepted_total", "Beacons accepted.", &["type"]),
             beacons_rejected: counter_vec("beacons_rejected_total", "Beacons refused, by reason.", &["reason"]),
-            beacons_dropped: counter_vec("beacons_dropped_total", "Accepted beacons not stored, by reason.", &["reason"]),
+            beacons_dropped: counter_vec(
+                "beacons_dropped_total",
+                "Accepted beacons not stored, by reason.",
+                &["reason"],
+            ),
             bot_hits,
             ua_cache_lookups: counter_vec("ua_cache_lookups_total", "User-Agent cache lookups.", &["result"]),
             sink_queue_beacons: gauge("sink_queue_beacons", "Beacons waiting for the batcher."),
             sink_pending_rows: gauge("sink_pending_rows", "Rows buffered or being inserted, not yet in ClickHouse."),
             sink_inflight_batches: gauge("sink_inflight_batches", "Batches being inserted or retried."),
             sink_rows: counter_vec("sink_rows_total", "Rows by table and outcome.", &["table", "outcome"]),
-            sink_inserts: counter_vec("sink_inserts_total", "Insert attempts by table and outcome.", &["table", "outcome"]),
+            sink_inserts: counter_vec(
+                "sink_inserts_total",
+                "Insert attempts by table and outcome.",
+                &["table", "outcome"],
+            ),
             sink_insert_duration: histogram_vec(
                 "sink_insert_duration_seconds",
                 "Duration of one insert attempt.",
                 &["table"],
                 vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
             ),
-            control_refreshes: counter_vec("control_refreshes_total", "Reloads of salts and blocklist by outcome.", &["outcome"]),
+            control_refreshes: counter_vec(
+                "control_refreshes_total",
+                "Reloads of salts and blocklist by outcome.",
+                &["outcome"],
+            ),
             blocklist_entries: gauge("blocklist_entries", "Blocked pseudonyms held in memory."),
             salt_periods_loaded: gauge("salt_periods_loaded", "Salt periods held in memory."),
             salt_oldest_period_start_seconds: gauge(

@@ -42,10 +42,14 @@ pub async fn forever(
             Ok((salts, blocklist)) => {
                 metrics.control_refreshes.with_label_values(&["ok"]).inc();
                 metrics.salt_periods_loaded.set(salts.periods().count() as i64);
-                metrics.salt_oldest_period_start_seconds.set(salts.periods().map(|p| i64::from(p.0)).min().unwrap_or(0));
+                metrics
+                    .salt_oldest_period_start_seconds
+                    .set(salts.periods().map(|p| i64::from(p.0)).min().unwrap_or(0));
                 metrics.blocklist_entries.set(blocklist.len() as i64);
                 if salts.keys_at(clock()).is_none() {
-                    tracing::warn!("no salt for the current period: run `aggregator salts` (beacons get 503 until then)");
+                    tracing::warn!(
+                        "no salt for the current period: run `aggregator salts` (beacons get 503 until then)"
+                    );
                 }
                 control.salts.store(Arc::new(salts));
                 control.blocklist.store(Arc::new(blocklist));

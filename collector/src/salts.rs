@@ -22,7 +22,7 @@ impl SaltSet {
     /// exist for one period (two aggregators raced), every collector picks the smaller one.
     pub fn from_rows(mut rows: Vec<SaltRow>, now: u32) -> Self {
         rows.retain(|r| r.period_end > now && r.period_start < r.period_end);
-        rows.sort_by(|a, b| (a.period_start, a.salt).cmp(&(b.period_start, b.salt)));
+        rows.sort_by_key(|a| (a.period_start, a.salt));
         rows.dedup_by_key(|r| r.period_start);
         let periods = rows
             .iter()

@@ -34,8 +34,10 @@ const EMAIL: &str = "[email]";
 const PHONE: &str = "[phone]";
 
 /// Last labels that are file extensions, not top-level domains: `logo@2x.png` is a file.
-const FILE_EXTENSIONS: [&str; 16] =
-    ["png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "js", "mjs", "css", "html", "htm", "json", "map", "woff", "woff2"];
+const FILE_EXTENSIONS: [&str; 16] = [
+    "png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "js", "mjs", "css", "html", "htm", "json", "map", "woff",
+    "woff2",
+];
 
 /// The longest local part and domain of an address (RFC 5321); they bound the search too.
 const MAX_LOCAL_CHARS: usize = 64;
@@ -172,7 +174,8 @@ fn phones(s: &str) -> Cow<'_, str> {
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
-        let phone = if (c.is_ascii_digit() || c == b'+' || c == b'(') && starts_word(b, i) { phone_at(b, i) } else { None };
+        let phone =
+            if (c.is_ascii_digit() || c == b'+' || c == b'(') && starts_word(b, i) { phone_at(b, i) } else { None };
         if let Some((start, end)) = phone {
             out.push_str(&s[done..start]);
             out.push_str(PHONE);
@@ -340,7 +343,10 @@ mod tests {
             "Failed to fetch https://api.example.ru/v1/users/ivan@mail.ru?phone=89123456789. Call 8 800 100-00-00",
             "Failed to fetch https://api.example.ru/v1/users/:id. Call [phone]",
         );
-        check("blob:https://lk.example.ru/3f2504e0-4f89-11d3-9a0c-0305e82c3301:1:1", "blob:https://lk.example.ru/:id:1:1");
+        check(
+            "blob:https://lk.example.ru/3f2504e0-4f89-11d3-9a0c-0305e82c3301:1:1",
+            "blob:https://lk.example.ru/:id:1:1",
+        );
         check("odd ://x and 1://y for ivan@mail.ru", "odd ://x and 1://y for [email]");
     }
 
@@ -349,7 +355,19 @@ mod tests {
         for good in ["ru", "ru-RU", "en-US", "zh-Hans-CN", "es-419", "de-DE-u-co-phonebk", "fil"] {
             assert!(is_language_tag(good), "{good}");
         }
-        for bad in ["", "r", "russian", "ru_RU", "ru-", "-RU", "ru RU", "ivan@mail.ru", "ру-RU", "ru-toolongsubtag", "89123456789"] {
+        for bad in [
+            "",
+            "r",
+            "russian",
+            "ru_RU",
+            "ru-",
+            "-RU",
+            "ru RU",
+            "ivan@mail.ru",
+            "ру-RU",
+            "ru-toolongsubtag",
+            "89123456789",
+        ] {
             assert!(!is_language_tag(bad), "{bad}");
         }
     }

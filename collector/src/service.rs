@@ -28,8 +28,8 @@ use crate::{
     handlers,
     metrics::Metrics,
     pipeline::{Pipeline, Site},
-    respond::{Body, RejectedFor, Rejection},
     refresh::Control,
+    respond::{Body, RejectedFor, Rejection},
     sink::SinkHandle,
     snippet::Snippet,
 };
@@ -71,7 +71,8 @@ pub fn endpoint_of(path: &str) -> &'static str {
 pub fn build_service(
     app: Arc<App>,
     config: &ServerConfig,
-) -> impl Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send> + Clone + Send + 'static {
+) -> impl Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send> + Clone + Send + 'static
+{
     let stack = ServiceBuilder::new()
         // 1. Body cap: a declared body over the limit is refused before it is read.
         .filter(body_cap as fn(Request<Incoming>) -> Result<Request<Incoming>, BoxError>)
@@ -97,10 +98,8 @@ pub fn build_service(
         async move {
             let endpoint = endpoint_of(request.uri().path());
             let started = Instant::now();
-            let response = stack
-                .oneshot(request)
-                .await
-                .unwrap_or_else(|error| Rejection::from_layer_error(error).into_response());
+            let response =
+                stack.oneshot(request).await.unwrap_or_else(|error| Rejection::from_layer_error(error).into_response());
             record(&app.metrics, endpoint, &response, started);
             Ok::<_, Infallible>(response)
         }

@@ -152,15 +152,15 @@ impl Batcher {
         let config = &self.inserter.config;
         let rows = u8::from(audience.is_some()) + u8::from(troubleshooting.is_some());
         self.inserter.metrics.sink_pending_rows.add(i64::from(rows));
-        if let Some(row) = audience {
-            if self.audience.push(row, config) {
-                self.inserter.dispatch(&mut self.audience).await;
-            }
+        if let Some(row) = audience
+            && self.audience.push(row, config)
+        {
+            self.inserter.dispatch(&mut self.audience).await;
         }
-        if let Some(row) = troubleshooting {
-            if self.troubleshooting.push(row, config) {
-                self.inserter.dispatch(&mut self.troubleshooting).await;
-            }
+        if let Some(row) = troubleshooting
+            && self.troubleshooting.push(row, config)
+        {
+            self.inserter.dispatch(&mut self.troubleshooting).await;
         }
     }
 
@@ -224,9 +224,27 @@ impl SinkRow for AudienceRow {
         row_bytes(
             std::mem::size_of::<Self>(),
             [
-                &r.site, &r.host, &r.path, &r.query, &r.utm_source, &r.utm_medium, &r.utm_campaign, &r.utm_term,
-                &r.utm_content, &r.ref_host, &r.ref_path, &r.name, &r.browser, &r.browser_version, &r.os,
-                &r.os_version, &r.device, &r.country, &r.region, &r.city, &r.lang,
+                &r.site,
+                &r.host,
+                &r.path,
+                &r.query,
+                &r.utm_source,
+                &r.utm_medium,
+                &r.utm_campaign,
+                &r.utm_term,
+                &r.utm_content,
+                &r.ref_host,
+                &r.ref_path,
+                &r.name,
+                &r.browser,
+                &r.browser_version,
+                &r.os,
+                &r.os_version,
+                &r.device,
+                &r.country,
+                &r.region,
+                &r.city,
+                &r.lang,
             ]
             .into_iter()
             .chain(&r.prop_keys)
@@ -241,9 +259,24 @@ impl SinkRow for TroubleshootingRow {
         row_bytes(
             std::mem::size_of::<Self>(),
             [
-                &r.site, &r.network, &r.as_org, &r.country, &r.host, &r.path, &r.ref_host, &r.ref_path, &r.name,
-                &r.user_agent, &r.browser, &r.browser_version, &r.os, &r.os_version, &r.device, &r.error_message,
-                &r.error_source, &r.error_stack,
+                &r.site,
+                &r.network,
+                &r.as_org,
+                &r.country,
+                &r.host,
+                &r.path,
+                &r.ref_host,
+                &r.ref_path,
+                &r.name,
+                &r.user_agent,
+                &r.browser,
+                &r.browser_version,
+                &r.os,
+                &r.os_version,
+                &r.device,
+                &r.error_message,
+                &r.error_source,
+                &r.error_stack,
             ],
         )
     }

@@ -492,11 +492,13 @@ mod tests {
         list.iter().map(|s| (*s).to_owned()).collect()
     }
 
-    const ROUTES: [&str; 4] = ["/accounts/:id/bills", "/meters/:id/readings/:id", "/invoices/:id", "/accounts/new/bills"];
+    const ROUTES: [&str; 4] =
+        ["/accounts/:id/bills", "/meters/:id/readings/:id", "/invoices/:id", "/accounts/new/bills"];
     const HOSTS: [&str; 2] = ["lk.example.ru", "*.energo.ru"];
 
     fn with_site<T>(f: impl FnOnce(&SiteRules<'_>) -> T) -> T {
-        let (allowlist, hosts, routes) = (strings(&["tab", "page", "period"]), strings(&HOSTS), Routes::from(strings(&ROUTES)));
+        let (allowlist, hosts, routes) =
+            (strings(&["tab", "page", "period"]), strings(&HOSTS), Routes::from(strings(&ROUTES)));
         f(&SiteRules { query_allowlist: &allowlist, allowed_hosts: &hosts, routes: &routes })
     }
 
@@ -535,9 +537,17 @@ mod tests {
         check("https://lk.example.ru/Invoices/%D0%A1%D0%A7-2026-0456", "/Invoices/СЧ-2026-0456", "");
         check("https://lk.example.ru/invoices/1/2", "/invoices/1/2", "");
         // Account numbers (лицевой счёт).
-        check("https://lk.example.ru/account/123456789012/history?period=2026-10", "/account/:id/history", "period=2026-10");
+        check(
+            "https://lk.example.ru/account/123456789012/history?period=2026-10",
+            "/account/:id/history",
+            "period=2026-10",
+        );
         check("https://lk.example.ru/ls/%D0%9B%D0%A1-4402117735", "/ls/:id", "");
-        check("https://lk.example.ru/personal/accounts/4402117735/?tab=payments#pay", "/personal/accounts/:id", "tab=payments");
+        check(
+            "https://lk.example.ru/personal/accounts/4402117735/?tab=payments#pay",
+            "/personal/accounts/:id",
+            "tab=payments",
+        );
         // Contract numbers.
         check("https://lk.example.ru/contracts/%D0%94-2024%2F00123", "/contracts/:id", "");
         check("https://lk.example.ru/contracts/%D0%94-2024/00123", "/contracts/Д-2024/:id", "");
@@ -561,29 +571,57 @@ mod tests {
         // UUIDs, hex, base64 and JWT tokens, session ids.
         check("https://lk.example.ru/orders/3F2504E0-4F89-11D3-9A0C-0305E82C3301/receipt", "/orders/:id/receipt", "");
         check("https://lk.example.ru/reset/9f86d081884c7d659a2feaa0c55ad015", "/reset/:id", "");
-        check("https://lk.example.ru/confirm/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiI0NDAyIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c", "/confirm/:id", "");
+        check(
+            "https://lk.example.ru/confirm/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiI0NDAyIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
+            "/confirm/:id",
+            "",
+        );
         check("https://lk.example.ru/activate/dGhpcy1pcy1hLXRva2VuX3dpdGgtYmFzZTY0dXJs", "/activate/:id", "");
         check("https://lk.example.ru/(S(lit3py55t21z5v55vlm25s55))/default.aspx", "/:id/default.aspx", "");
         check("https://lk.example.ru/pay;jsessionid=1A2B3C4D5E6F7A8B9C0D1E2F3A4B5C6D?tab=card", "/pay", "tab=card");
         check("https://lk.example.ru/login/magic/aB3xK9mQ2pL7", "/login/magic/:id", "");
         // Cyrillic and percent-encoded paths stay readable.
-        check("https://lk.example.ru/%D0%BB%D0%B8%D1%87%D0%BD%D1%8B%D0%B9-%D0%BA%D0%B0%D0%B1%D0%B8%D0%BD%D0%B5%D1%82/%D0%BE%D0%BF%D0%BB%D0%B0%D1%82%D0%B0", "/личный-кабинет/оплата", "");
+        check(
+            "https://lk.example.ru/%D0%BB%D0%B8%D1%87%D0%BD%D1%8B%D0%B9-%D0%BA%D0%B0%D0%B1%D0%B8%D0%BD%D0%B5%D1%82/%D0%BE%D0%BF%D0%BB%D0%B0%D1%82%D0%B0",
+            "/личный-кабинет/оплата",
+            "",
+        );
         check("https://lk.example.ru/личный-кабинет/показания/", "/личный-кабинет/показания", "");
-        check("https://lk.example.ru/%D0%BD%D0%BE%D0%B2%D0%BE%D1%81%D1%82%D0%B8/%D1%82%D0%B0%D1%80%D0%B8%D1%84%D1%8B-2026", "/новости/тарифы-2026", "");
+        check(
+            "https://lk.example.ru/%D0%BD%D0%BE%D0%B2%D0%BE%D1%81%D1%82%D0%B8/%D1%82%D0%B0%D1%80%D0%B8%D1%84%D1%8B-2026",
+            "/новости/тарифы-2026",
+            "",
+        );
         check("https://lk.example.ru/bad/%D0%ZZ/%FF", "/bad/\u{fffd}%ZZ/\u{fffd}", "");
         // Dates, years, page numbers and slugs are kept.
         check("https://lk.example.ru/readings/2026-11-24", "/readings/2026-11-24", "");
         check("https://lk.example.ru/archive/24.11.2026", "/archive/24.11.2026", "");
         check("https://lk.example.ru/archive/2026-13-45", "/archive/:id", "");
         check("https://lk.example.ru/news/page/2", "/news/page/2", "");
-        check("https://lk.example.ru/help/how-to-pay-your-electricity-bill", "/help/how-to-pay-your-electricity-bill", "");
+        check(
+            "https://lk.example.ru/help/how-to-pay-your-electricity-bill",
+            "/help/how-to-pay-your-electricity-bill",
+            "",
+        );
         check("https://lk.example.ru/help/windows10-update-version22h2", "/help/windows10-update-version22h2", "");
         check("https://lk.example.ru/docs/GetInvoicePdf2024.aspx", "/docs/GetInvoicePdf2024.aspx", "");
         check("https://lk.example.ru/static/main.3f2a1b9c.js", "/static/main.3f2a1b9c.js", "");
         // Query allow-lists, utm_* values and fragments.
-        check("https://LK.Example.ru/pay?utm_source=ya&utm_medium=cpc&account=123456&tab=bills#token=abc", "/pay", "utm_source=ya&utm_medium=cpc&tab=bills");
-        check("https://lk.example.ru/?utm_campaign=12345678&utm_term=%D0%BE%D0%BF%D0%BB%D0%B0%D1%82%D0%B0", "/", "utm_campaign=:id&utm_term=оплата");
-        check("https://lk.example.ru/?utm_content=call%20me%20%2B7%20912%20345-67-89%20now", "/", "utm_content=call me [phone] now");
+        check(
+            "https://LK.Example.ru/pay?utm_source=ya&utm_medium=cpc&account=123456&tab=bills#token=abc",
+            "/pay",
+            "utm_source=ya&utm_medium=cpc&tab=bills",
+        );
+        check(
+            "https://lk.example.ru/?utm_campaign=12345678&utm_term=%D0%BE%D0%BF%D0%BB%D0%B0%D1%82%D0%B0",
+            "/",
+            "utm_campaign=:id&utm_term=оплата",
+        );
+        check(
+            "https://lk.example.ru/?utm_content=call%20me%20%2B7%20912%20345-67-89%20now",
+            "/",
+            "utm_content=call me [phone] now",
+        );
         check("https://lk.example.ru/news?page=3&page=4&sid=abc", "/news", "page=3");
         check("https://lk.example.ru//double//slash/", "/double/slash", "");
         check("https://lk.example.ru", "/", "");
@@ -610,7 +648,10 @@ mod tests {
     fn reduces_urls_found_in_text() {
         let check = |input: &str, expected: &str| assert_eq!(reduce_embedded(input), expected, "{input}");
         check("https://lk.example.ru/static/app.js?v=1700000000000:10:5", "https://lk.example.ru/static/app.js:10:5");
-        check("https://LK.example.ru:8443/accounts/4402117735/bills#top:12", "https://lk.example.ru:8443/accounts/:id/bills:12");
+        check(
+            "https://LK.example.ru:8443/accounts/4402117735/bills#top:12",
+            "https://lk.example.ru:8443/accounts/:id/bills:12",
+        );
         check("https://ivan:secret@lk.example.ru/app.js", "https://lk.example.ru/app.js");
         check("https://lk.example.ru", "https://lk.example.ru");
         check("https://lk.example.ru:8443", "https://lk.example.ru:8443");

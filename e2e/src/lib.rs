@@ -24,9 +24,8 @@ use std::{
 pub mod scan;
 
 pub fn clickhouse_url() -> String {
-    std::env::var("WEBSTATS_TEST_CLICKHOUSE_URL").expect(
-        "WEBSTATS_TEST_CLICKHOUSE_URL is not set: run the tests with scripts/test.sh, which starts ClickHouse",
-    )
+    std::env::var("WEBSTATS_TEST_CLICKHOUSE_URL")
+        .expect("WEBSTATS_TEST_CLICKHOUSE_URL is not set: run the tests with scripts/test.sh, which starts ClickHouse")
 }
 
 pub fn clickhouse_dir() -> PathBuf {
@@ -36,9 +35,7 @@ pub fn clickhouse_dir() -> PathBuf {
 }
 
 pub fn geoip_dir() -> PathBuf {
-    std::env::var_os("WEBSTATS_TEST_GEOIP_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".work/geoip"))
+    std::env::var_os("WEBSTATS_TEST_GEOIP_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".work/geoip"))
 }
 
 pub fn repo_root() -> PathBuf {
@@ -71,7 +68,8 @@ pub fn http() -> ureq::Agent {
 }
 
 pub fn admin_password() -> String {
-    std::env::var("WEBSTATS_CH_PASSWORD_ADMIN").expect("WEBSTATS_CH_PASSWORD_ADMIN is not set: run the tests with scripts/test.sh")
+    std::env::var("WEBSTATS_CH_PASSWORD_ADMIN")
+        .expect("WEBSTATS_CH_PASSWORD_ADMIN is not set: run the tests with scripts/test.sh")
 }
 
 /// Runs SQL as the admin; returns the body, panicking with the server's message on error.
@@ -121,7 +119,8 @@ impl Install {
     /// Runs `aggregator migrate` as admin and creates the installation's role users.
     pub fn new(test: &str) -> Self {
         let prefix = unique_prefix(test);
-        let passwords = store::roles::Role::ALL.iter().map(|r| (r.password_env(), format!("{prefix}-{}-pw", r.name()))).collect();
+        let passwords =
+            store::roles::Role::ALL.iter().map(|r| (r.password_env(), format!("{prefix}-{}-pw", r.name()))).collect();
         let install = Self { prefix, dir: tempfile::tempdir().unwrap(), passwords };
         std::fs::write(install.aggregator_config(), install.clickhouse_section()).unwrap();
         let out = install.aggregator(&["migrate"]);
@@ -134,7 +133,13 @@ impl Install {
         std::fs::rename(&partial, install.users_file()).unwrap();
         // ClickHouse reloads users.d within a few seconds.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while sql_as(&install.user(store::roles::Role::Ingest), &install.password(store::roles::Role::Ingest), "SELECT 1").is_err() {
+        while sql_as(
+            &install.user(store::roles::Role::Ingest),
+            &install.password(store::roles::Role::Ingest),
+            "SELECT 1",
+        )
+        .is_err()
+        {
             assert!(Instant::now() < deadline, "the role users did not appear");
             std::thread::sleep(Duration::from_millis(100));
         }

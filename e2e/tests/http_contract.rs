@@ -29,22 +29,86 @@ fn bad_input_gets_its_status_a_json_reason_and_is_counted() {
     let big = format!(r#"{{"site":"shop","url":"https://shop.example.ru/","name":"{}"}}"#, "x".repeat(17 * 1024));
     let bomb = gzip(&vec![b' '; 1 << 20]);
     // (what, method, headers, body, status, reason, field)
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Vec<u8>, u16, &str, &str)> = vec![
-        ("unknown site", "POST", text.to_vec(), br#"{"site":"nope","url":"https://shop.example.ru/"}"#.to_vec(), 403, "unknown_site", ""),
+    type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, Vec<u8>, u16, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "unknown site",
+            "POST",
+            text.to_vec(),
+            br#"{"site":"nope","url":"https://shop.example.ru/"}"#.to_vec(),
+            403,
+            "unknown_site",
+            "",
+        ),
         ("missing url", "POST", text.to_vec(), br#"{"site":"shop"}"#.to_vec(), 400, "invalid_beacon", "url"),
         ("invalid JSON", "POST", text.to_vec(), br#"{"site":"shop","url":"#.to_vec(), 400, "invalid_beacon", ""),
         ("invalid UTF-8", "POST", text.to_vec(), b"{\"site\":\"sh\xffop\"}".to_vec(), 400, "invalid_beacon", ""),
         ("body over 16 KiB", "POST", text.to_vec(), big.into_bytes(), 413, "payload_too_large", ""),
-        ("gzip bomb", "POST", vec![("content-type", "text/plain"), ("content-encoding", "gzip")], bomb, 413, "payload_too_large", ""),
-        ("broken gzip", "POST", vec![("content-type", "text/plain"), ("content-encoding", "gzip")], b"not gzip".to_vec(), 400, "unreadable_body", ""),
+        (
+            "gzip bomb",
+            "POST",
+            vec![("content-type", "text/plain"), ("content-encoding", "gzip")],
+            bomb,
+            413,
+            "payload_too_large",
+            "",
+        ),
+        (
+            "broken gzip",
+            "POST",
+            vec![("content-type", "text/plain"), ("content-encoding", "gzip")],
+            b"not gzip".to_vec(),
+            400,
+            "unreadable_body",
+            "",
+        ),
         ("wrong method", "GET", vec![], vec![], 405, "method_not_allowed", ""),
         ("PUT", "PUT", text.to_vec(), b"{}".to_vec(), 405, "method_not_allowed", ""),
-        ("form body", "POST", vec![("content-type", "application/x-www-form-urlencoded")], b"site=shop".to_vec(), 415, "unsupported_media_type", ""),
-        ("foreign origin", "POST", vec![("content-type", "text/plain"), ("origin", "https://evil.example.org")],
-            br#"{"site":"shop","url":"https://shop.example.ru/"}"#.to_vec(), 403, "origin_not_allowed", ""),
-        ("foreign page", "POST", text.to_vec(), br#"{"site":"shop","url":"https://evil.example.org/"}"#.to_vec(), 403, "host_not_allowed", ""),
-        ("event without name", "POST", text.to_vec(), br#"{"site":"shop","type":"event","url":"https://shop.example.ru/"}"#.to_vec(), 400, "invalid_beacon", "name"),
-        ("deep nesting", "POST", text.to_vec(), format!("{}{}", "[".repeat(5000), "]".repeat(5000)).into_bytes(), 400, "invalid_beacon", ""),
+        (
+            "form body",
+            "POST",
+            vec![("content-type", "application/x-www-form-urlencoded")],
+            b"site=shop".to_vec(),
+            415,
+            "unsupported_media_type",
+            "",
+        ),
+        (
+            "foreign origin",
+            "POST",
+            vec![("content-type", "text/plain"), ("origin", "https://evil.example.org")],
+            br#"{"site":"shop","url":"https://shop.example.ru/"}"#.to_vec(),
+            403,
+            "origin_not_allowed",
+            "",
+        ),
+        (
+            "foreign page",
+            "POST",
+            text.to_vec(),
+            br#"{"site":"shop","url":"https://evil.example.org/"}"#.to_vec(),
+            403,
+            "host_not_allowed",
+            "",
+        ),
+        (
+            "event without name",
+            "POST",
+            text.to_vec(),
+            br#"{"site":"shop","type":"event","url":"https://shop.example.ru/"}"#.to_vec(),
+            400,
+            "invalid_beacon",
+            "name",
+        ),
+        (
+            "deep nesting",
+            "POST",
+            text.to_vec(),
+            format!("{}{}", "[".repeat(5000), "]".repeat(5000)).into_bytes(),
+            400,
+            "invalid_beacon",
+            "",
+        ),
     ];
     for (what, method, headers, body, status, reason, field) in &cases {
         let body = (!body.is_empty() || *method != "GET").then_some(&body[..]);
@@ -61,8 +125,14 @@ fn bad_input_gets_its_status_a_json_reason_and_is_counted() {
     }
 
     // Every refusal is counted by reason; the service is healthy and stored nothing.
-    for (reason, n) in [("unknown_site", 1.0), ("invalid_beacon", 5.0), ("payload_too_large", 2.0), ("method_not_allowed", 2.0)] {
-        assert_eq!(c.metric(&format!("webstats_collector_beacons_rejected_total{{reason=\"{reason}\"}}")), n, "{reason}");
+    for (reason, n) in
+        [("unknown_site", 1.0), ("invalid_beacon", 5.0), ("payload_too_large", 2.0), ("method_not_allowed", 2.0)]
+    {
+        assert_eq!(
+            c.metric(&format!("webstats_collector_beacons_rejected_total{{reason=\"{reason}\"}}")),
+            n,
+            "{reason}"
+        );
     }
     assert_eq!(c.get("/healthz").0, 200);
     let ok = c.beacon(r#"{"site":"shop","url":"https://shop.example.ru/after"}"#, &[("user-agent", UA)]);
@@ -90,7 +160,12 @@ fn gif_gzip_snippet_and_cors_follow_the_contract() {
 
     // A gzip body, and application/json, are accepted.
     let body = gzip(br#"{"site":"shop","url":"https://lk.example.com/zipped","type":"event","name":"pay"}"#);
-    let zipped = c.request("POST", "/api/event", &[("content-type", "application/json"), ("content-encoding", "gzip"), ("user-agent", UA)], Some(&body));
+    let zipped = c.request(
+        "POST",
+        "/api/event",
+        &[("content-type", "application/json"), ("content-encoding", "gzip"), ("user-agent", UA)],
+        Some(&body),
+    );
     assert_eq!(zipped.status, 202, "{}", zipped.text());
     let audience = install.audience();
     assert_eq!(wait_for_count(&format!("SELECT count() FROM {audience}"), 2), 2);
@@ -111,7 +186,12 @@ fn gif_gzip_snippet_and_cors_follow_the_contract() {
     assert_eq!(again.status, 304);
 
     // CORS: preflight answered for allowed origins only.
-    let preflight = c.request("OPTIONS", "/api/event", &[("origin", "https://shop.example.ru"), ("access-control-request-method", "POST")], None);
+    let preflight = c.request(
+        "OPTIONS",
+        "/api/event",
+        &[("origin", "https://shop.example.ru"), ("access-control-request-method", "POST")],
+        None,
+    );
     assert_eq!(preflight.status, 204);
     assert_eq!(preflight.header("access-control-allow-origin"), Some("https://shop.example.ru"));
     assert!(preflight.header("access-control-allow-methods").unwrap().contains("POST"));
@@ -122,7 +202,11 @@ fn gif_gzip_snippet_and_cors_follow_the_contract() {
     // Metrics: Prometheus text with conventional names.
     let (status, metrics) = c.get("/metrics");
     assert_eq!(status, 200);
-    for name in ["webstats_collector_http_requests_total", "webstats_collector_http_request_duration_seconds_bucket", "webstats_collector_sink_rows_total"] {
+    for name in [
+        "webstats_collector_http_requests_total",
+        "webstats_collector_http_request_duration_seconds_bucket",
+        "webstats_collector_sink_rows_total",
+    ] {
         assert!(metrics.contains(name), "{name} missing");
     }
     assert_eq!(c.metric("webstats_collector_beacons_accepted_total{type=\"pageview\"}"), 1.0);
@@ -156,7 +240,8 @@ fn sigterm_flushes_buffered_rows_and_exits_zero() {
     let c = install.collector_with(&format!("[sink]\nflush_interval_ms = 600000\n{SITE}"), &[]);
     c.wait_until(|c| c.try_get("/readyz").is_some_and(|r| r.0 == 200), "/readyz");
     for i in 0..50 {
-        let reply = c.beacon(&format!(r#"{{"site":"shop","url":"https://shop.example.ru/p/{i}"}}"#), &[("user-agent", UA)]);
+        let reply =
+            c.beacon(&format!(r#"{{"site":"shop","url":"https://shop.example.ru/p/{i}"}}"#), &[("user-agent", UA)]);
         assert_eq!(reply.status, 202);
     }
     let audience = install.audience();

@@ -28,13 +28,18 @@ fn retention_drops_exactly_the_expired_partitions_and_audits_them() {
     }
     let out = install.aggregator(&["run", "--once"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("partitions dropped: 4"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("partitions dropped: 4"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     for table in [install.audience(), install.troubleshooting()] {
-        let days: Vec<u64> = sql(&format!("SELECT DISTINCT toUInt32(date) AS day FROM {table} ORDER BY day FORMAT TSV"))
-            .lines()
-            .map(|l| l.parse().unwrap())
-            .collect();
+        let days: Vec<u64> =
+            sql(&format!("SELECT DISTINCT toUInt32(date) AS day FROM {table} ORDER BY day FORMAT TSV"))
+                .lines()
+                .map(|l| l.parse().unwrap())
+                .collect();
         assert_eq!(days, vec![u64::from(today - 1), u64::from(today)], "{table} keeps yesterday and today only");
         assert_eq!(sql_u64(&format!("SELECT count() FROM {table}")), 6);
     }
@@ -68,7 +73,8 @@ fn an_expired_salt_leaves_the_collector_clickhouse_and_the_disk() {
     assert_eq!(c.metric("webstats_collector_salt_oldest_period_start_seconds"), f64::from(start));
 
     let (ip, ua) = ("198.51.100.77", "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0");
-    let reply = c.beacon(r#"{"site":"s","url":"https://a.example.ru/"}"#, &[("x-forwarded-for", ip), ("user-agent", ua)]);
+    let reply =
+        c.beacon(r#"{"site":"s","url":"https://a.example.ru/"}"#, &[("x-forwarded-for", ip), ("user-agent", ua)]);
     assert_eq!(reply.status, 202, "{}", reply.text());
     assert_eq!(wait_for_count(&format!("SELECT count() FROM {}", install.audience()), 1), 1);
     let stored = sql_u64(&format!("SELECT visitor_id FROM {}", install.audience()));
@@ -90,7 +96,10 @@ fn an_expired_salt_leaves_the_collector_clickhouse_and_the_disk() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(sql_u64(&format!("SELECT count() FROM {salts} WHERE toUInt32(period_start) = {start}")), 0);
     assert_eq!(
-        sql_u64(&format!("SELECT count() FROM {}_admin.audit WHERE action = 'salt_delete' AND target LIKE '%{start}..{end}'", install.prefix)),
+        sql_u64(&format!(
+            "SELECT count() FROM {}_admin.audit WHERE action = 'salt_delete' AND target LIKE '%{start}..{end}'",
+            install.prefix
+        )),
         1
     );
 

@@ -35,7 +35,11 @@ fn each_role_is_refused_what_it_must_not_do() {
     refused(&install, Role::Analyst, "SELECT * FROM numbers(1)", "Table functions are forbidden in readonly mode");
 
     // ingest: inserts into its own database, reads and drops nothing.
-    allowed(&install, Role::Ingest, &format!("INSERT INTO {p}_ingest.audience (date, ts, site) VALUES (today(), now(), 'x')"));
+    allowed(
+        &install,
+        Role::Ingest,
+        &format!("INSERT INTO {p}_ingest.audience (date, ts, site) VALUES (today(), now(), 'x')"),
+    );
     refused(&install, Role::Ingest, &format!("SELECT count() FROM {p}_audience.events"), denied);
     refused(&install, Role::Ingest, &format!("SELECT count() FROM {p}_ingest.audience_to_store"), denied);
     refused(&install, Role::Ingest, &format!("SELECT hex(salt) FROM {p}_meta.salts"), denied);
@@ -94,10 +98,18 @@ fn analysts_see_only_groups_of_at_least_k_visitors_and_no_blocked_people() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let pages = |install: &Install| {
-        allowed(install, Role::Analyst, &format!("SELECT path, pageviews, visitors FROM {}_rollups.daily_pages FORMAT TSV", install.prefix))
+        allowed(
+            install,
+            Role::Analyst,
+            &format!("SELECT path, pageviews, visitors FROM {}_rollups.daily_pages FORMAT TSV", install.prefix),
+        )
     };
     assert_eq!(pages(&install), "/five\t10\t5\n", "/four (4 visitors) is left out");
-    let totals = allowed(&install, Role::Analyst, &format!("SELECT pageviews, visitors FROM {}_rollups.daily_totals FORMAT TSV", install.prefix));
+    let totals = allowed(
+        &install,
+        Role::Analyst,
+        &format!("SELECT pageviews, visitors FROM {}_rollups.daily_totals FORMAT TSV", install.prefix),
+    );
     assert_eq!(totals, "18\t9\n");
 
     // Blocking one of /five's visitors removes them from the rollups at once, and /five falls
@@ -105,6 +117,10 @@ fn analysts_see_only_groups_of_at_least_k_visitors_and_no_blocked_people() {
     let blocked = install.aggregator(&["subject", "block", "--site", "lk", "--ip", "203.0.113.50", "--ua", UA]);
     assert!(blocked.status.success(), "{}", String::from_utf8_lossy(&blocked.stderr));
     assert_eq!(pages(&install), "", "/five now has 4 visitors that are not blocked");
-    let totals = allowed(&install, Role::Analyst, &format!("SELECT pageviews, visitors FROM {}_rollups.daily_totals FORMAT TSV", install.prefix));
+    let totals = allowed(
+        &install,
+        Role::Analyst,
+        &format!("SELECT pageviews, visitors FROM {}_rollups.daily_totals FORMAT TSV", install.prefix),
+    );
     assert_eq!(totals, "16\t8\n");
 }

@@ -6,7 +6,8 @@ use std::{collections::HashMap, collections::HashSet, net::IpAddr};
 use e2e::{Install, scan, sql, sql_rows, sql_u64, wait_for_count};
 use store::pseudonym::CookieKey;
 
-const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+const CHROME: &str =
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
 const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
 const SAFARI_IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1";
 const YANDEX_BROWSER: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/118.0.0.0 YaBrowser/23.11.0.0 Safari/537.36";
@@ -76,7 +77,7 @@ fn sent(i: usize, ips: &[IpAddr]) -> Sent {
         agent,
         is_bot,
         page: (i * 7 + i / 10) % PAGES.len(),
-        is_event: i % 25 == 0,
+        is_event: i.is_multiple_of(25),
         cookie: format!("ck{:04}-9f1c-secret", i % 50),
     }
 }
@@ -110,7 +111,8 @@ fn thousand_beacons_become_rows_in_the_right_stores() {
         };
         let ip = b.ip.to_string();
         let cookie = format!("_wsid={}", b.cookie);
-        let mut headers = vec![("user-agent", b.agent), ("x-forwarded-for", ip.as_str()), ("origin", "https://lk.example.ru")];
+        let mut headers =
+            vec![("user-agent", b.agent), ("x-forwarded-for", ip.as_str()), ("origin", "https://lk.example.ru")];
         if !b.is_event {
             headers.push(("cookie", cookie.as_str()));
         }
@@ -144,9 +146,11 @@ fn thousand_beacons_become_rows_in_the_right_stores() {
     );
 
     // Known User-Agents parse to the expected browser.
-    for (agent, browser, version, device) in
-        [(CHROME, "Chrome", "120", "pc"), (FIREFOX, "Firefox", "121", "pc"), (SAFARI_IPHONE, "Safari", "17", "smartphone")]
-    {
+    for (agent, browser, version, device) in [
+        (CHROME, "Chrome", "120", "pc"),
+        (FIREFOX, "Firefox", "121", "pc"),
+        (SAFARI_IPHONE, "Safari", "17", "smartphone"),
+    ] {
         let agent_sql = agent.replace('\'', "\\'");
         let rows = sql_rows(&format!(
             "SELECT DISTINCT browser, browser_version, device FROM {trouble} WHERE user_agent = '{agent_sql}'"
@@ -231,11 +235,15 @@ fn thousand_beacons_become_rows_in_the_right_stores() {
         }
     }
     // Positive control: values that are stored are found, inside compressed column files too.
-    let control = [scan::text_needle("stored path", "/meters/:id/readings"), scan::text_needle("stored agent", "YaBrowser/23.11.0.0")];
+    let control = [
+        scan::text_needle("stored path", "/meters/:id/readings"),
+        scan::text_needle("stored agent", "YaBrowser/23.11.0.0"),
+    ];
     assert!(scan::find(&own, &control).len() >= 2, "the scan cannot see stored values; it would prove nothing");
     // Text and 16-byte forms everywhere; 4-byte forms, which random pseudonyms could match by
     // chance in a large tree, in this test's own databases, the server's shared files and logs.
-    let hits: Vec<_> = scan::find(&everywhere, &long_needles).into_iter().chain(scan::find(&own, &short_needles)).collect();
+    let hits: Vec<_> =
+        scan::find(&everywhere, &long_needles).into_iter().chain(scan::find(&own, &short_needles)).collect();
     assert!(hits.is_empty(), "raw identifiers found on disk or in logs: {hits:#?}");
 }
 
@@ -247,10 +255,14 @@ fn migrate_is_idempotent_and_rows_match_the_tables() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let versions: Vec<u32> = store::MIGRATIONS.iter().map(|m| m.version).collect();
     assert!(
-        stdout.contains(&format!("applied: []; already applied: {versions:?}")) && stdout.contains("salts created for 0"),
+        stdout.contains(&format!("applied: []; already applied: {versions:?}"))
+            && stdout.contains("salts created for 0"),
         "{stdout}"
     );
-    assert_eq!(sql_u64(&format!("SELECT count() FROM {}_admin.schema_migrations", install.prefix)), versions.len() as u64);
+    assert_eq!(
+        sql_u64(&format!("SELECT count() FROM {}_admin.schema_migrations", install.prefix)),
+        versions.len() as u64
+    );
     assert_eq!(sql_u64(&format!("SELECT count() FROM {}_meta.salts", install.prefix)), 2);
 
     // RowBinary is positional: the row types must list the tables' columns in order.
@@ -265,10 +277,17 @@ fn migrate_is_idempotent_and_rows_match_the_tables() {
     assert_eq!(columns(&format!("{}_admin.audit", install.prefix)), store::AuditRow::COLUMN_NAMES);
     assert_eq!(columns(&format!("{}_meta.blocklist", install.prefix)), store::BlocklistRow::COLUMN_NAMES);
     for rollup in store::ROLLUPS {
-        assert_eq!(columns(&format!("{}_rollups.{}", install.prefix, rollup.table)), rollup.columns(), "{}", rollup.table);
+        assert_eq!(
+            columns(&format!("{}_rollups.{}", install.prefix, rollup.table)),
+            rollup.columns(),
+            "{}",
+            rollup.table
+        );
     }
     // The ingest path: Null tables and Buffer tables have exactly the stores' columns.
-    for (twin, store_table) in [("ingest.audience", install.audience()), ("stage.troubleshooting", install.troubleshooting())] {
+    for (twin, store_table) in
+        [("ingest.audience", install.audience()), ("stage.troubleshooting", install.troubleshooting())]
+    {
         assert_eq!(columns(&format!("{}_{twin}", install.prefix)), columns(&store_table), "{twin}");
     }
 }

@@ -46,7 +46,8 @@ fn block_export_erase_and_unblock_a_person() {
     assert_eq!(count(&audience, alice), 3);
 
     // Export: every stored row, both stores, as JSON; never the raw cookie value.
-    let export: serde_json::Value = serde_json::from_str(&subject(&install, &["export", "--site", "lk", "--cookie", ALICE])).unwrap();
+    let export: serde_json::Value =
+        serde_json::from_str(&subject(&install, &["export", "--site", "lk", "--cookie", ALICE])).unwrap();
     assert_eq!(export["stores"]["audience"].as_array().unwrap().len(), 3);
     assert_eq!(export["stores"]["troubleshooting"].as_array().unwrap().len(), 3);
     assert_eq!(export["stores"]["audience"][0]["cookie_id"], alice.to_string());
@@ -59,7 +60,11 @@ fn block_export_erase_and_unblock_a_person() {
     assert_eq!(c.metric("webstats_collector_beacons_dropped_total{reason=\"blocked\"}"), 1.0);
     assert_eq!(send(&c, BOB, "/bob-still-counted"), 202);
     assert_eq!(wait_for_count(&format!("SELECT count() FROM {audience} WHERE path = '/bob-still-counted'"), 1), 1);
-    assert_eq!(sql_u64(&format!("SELECT count() FROM {audience} WHERE path = '/after-block'")), 0, "dropped, never stored");
+    assert_eq!(
+        sql_u64(&format!("SELECT count() FROM {audience} WHERE path = '/after-block'")),
+        0,
+        "dropped, never stored"
+    );
 
     // Erase: nothing of Alice's is left in either store; Bob's rows stay.
     assert!(subject(&install, &["erase", "--site", "lk", "--cookie", ALICE]).contains("erased 6 row(s)"));
@@ -73,7 +78,10 @@ fn block_export_erase_and_unblock_a_person() {
     assert_eq!(wait_for_count(&format!("SELECT count() FROM {audience} WHERE path = '/after-unblock'"), 1), 1);
 
     // Every request is audited under the pseudonym; no raw value is anywhere in the audit.
-    let audit = sql(&format!("SELECT action, subject_kind, subject_id, rows FROM {}_admin.audit ORDER BY action FORMAT TSV", install.prefix));
+    let audit = sql(&format!(
+        "SELECT action, subject_kind, subject_id, rows FROM {}_admin.audit ORDER BY action FORMAT TSV",
+        install.prefix
+    ));
     let expected = format!(
         "subject_block\tcookie\t{alice}\t0\nsubject_erase\tcookie\t{alice}\t6\nsubject_export\tcookie\t{alice}\t6\nsubject_unblock\tcookie\t{alice}\t0\n"
     );
@@ -87,7 +95,8 @@ fn block_export_erase_and_unblock_a_person() {
     files.push(c.log.clone());
     let mut needles = vec![scan::text_needle("cookie", ALICE), scan::text_needle("cookie", BOB)];
     needles.extend(scan::ip_needles("203.0.113.50".parse().unwrap()).into_iter().filter(|n| n.bytes.len() != 4));
-    let audit_files: Vec<_> = files.iter().filter(|f| f.to_string_lossy().contains(&format!("{}_admin", install.prefix))).collect();
+    let audit_files: Vec<_> =
+        files.iter().filter(|f| f.to_string_lossy().contains(&format!("{}_admin", install.prefix))).collect();
     assert!(!audit_files.is_empty(), "the scan covers the audit table's files");
     let hits = scan::find(&files, &needles);
     assert!(hits.is_empty(), "raw identifiers found: {hits:#?}");
@@ -99,13 +108,17 @@ fn a_person_named_by_ip_and_user_agent_is_found_within_the_salts_life() {
     let c = install.collector("[[sites]]\nid = \"lk\"\nallowed_hosts = [\"lk.example.ru\"]\n");
     c.wait_until(|c| c.try_get("/readyz").is_some_and(|r| r.0 == 200), "/readyz");
     for ip in ["203.0.113.7", "203.0.113.7", "198.51.100.8"] {
-        let reply = c.beacon(r#"{"site":"lk","url":"https://lk.example.ru/"}"#, &[("user-agent", UA), ("x-forwarded-for", ip)]);
+        let reply =
+            c.beacon(r#"{"site":"lk","url":"https://lk.example.ru/"}"#, &[("user-agent", UA), ("x-forwarded-for", ip)]);
         assert_eq!(reply.status, 202);
     }
     assert_eq!(wait_for_count(&format!("SELECT count() FROM {}", install.audience()), 3), 3);
     let export: serde_json::Value =
-        serde_json::from_str(&subject(&install, &["export", "--site", "lk", "--ip", "203.0.113.7", "--ua", UA])).unwrap();
+        serde_json::from_str(&subject(&install, &["export", "--site", "lk", "--ip", "203.0.113.7", "--ua", UA]))
+            .unwrap();
     assert_eq!(export["stores"]["audience"].as_array().unwrap().len(), 2);
-    assert!(subject(&install, &["erase", "--site", "lk", "--ip", "203.0.113.7", "--ua", UA]).contains("erased 4 row(s)"));
+    assert!(
+        subject(&install, &["erase", "--site", "lk", "--ip", "203.0.113.7", "--ua", UA]).contains("erased 4 row(s)")
+    );
     assert_eq!(sql_u64(&format!("SELECT count() FROM {}", install.audience())), 1);
 }

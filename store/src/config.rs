@@ -106,7 +106,9 @@ pub fn read_cookie_key(file: Option<&Path>, env: &str) -> Result<Vec<u8>, Config
             ConfigProblem::new("privacy.cookie_key_file", format!("cannot read {}: {e}", path.display()))
         })?,
         None => std::env::var(env)
-            .map_err(|_| ConfigProblem::new("privacy.cookie_key_file", format!("set cookie_key_file or the {env} variable")))?
+            .map_err(|_| {
+                ConfigProblem::new("privacy.cookie_key_file", format!("set cookie_key_file or the {env} variable"))
+            })?
             .into_bytes(),
     };
     let material = material.trim_ascii().to_vec();
@@ -130,13 +132,11 @@ impl ClickHouseConfig {
         if let Err(e) = crate::Databases::new(&self.database_prefix) {
             problems.push(ConfigProblem::new("clickhouse.database_prefix", e.to_string()));
         }
-        if let Some(var) = &self.password_env {
-            if std::env::var_os(var).is_none() {
-                problems.push(ConfigProblem::new(
-                    "clickhouse.password_env",
-                    format!("environment variable {var} is not set"),
-                ));
-            }
+        if let Some(var) = &self.password_env
+            && std::env::var_os(var).is_none()
+        {
+            problems
+                .push(ConfigProblem::new("clickhouse.password_env", format!("environment variable {var} is not set")));
         }
         if self.request_timeout_ms == 0 {
             problems.push(ConfigProblem::new("clickhouse.request_timeout_ms", "must be above 0"));

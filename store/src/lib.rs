@@ -21,6 +21,7 @@ pub use crate::{
     migrations::{BOOTSTRAP, MIGRATIONS, Migration, split_statements},
     rollups::{ROLLUPS, Rollup},
     rows::{
-        AuditRow, AudienceRow, BLOCKED_SUBJECTS_SQL, BlocklistRow, EventType, MigrationRow, SaltRow, SubjectKind, TroubleshootingRow, day_number,
+        AudienceRow, AuditRow, BLOCKED_SUBJECTS_SQL, BlocklistRow, EventType, MigrationRow, SaltRow, SubjectKind,
+        TroubleshootingRow, day_number,
     },
 };

@@ -20,10 +20,7 @@ pub struct SaltKeys {
 
 impl SaltKeys {
     pub fn derive(salt: &[u8; 32]) -> Self {
-        Self {
-            visitor: blake3::derive_key(VISITOR_CONTEXT, salt),
-            ip: blake3::derive_key(IP_CONTEXT, salt),
-        }
+        Self { visitor: blake3::derive_key(VISITOR_CONTEXT, salt), ip: blake3::derive_key(IP_CONTEXT, salt) }
     }
 
     /// Cookieless visitor id: the same (site, IP, User-Agent) within one period.

@@ -142,7 +142,9 @@ mod tests {
         assert_eq!(Role::Analyst.databases(&db), ["ws_rollups"]);
         assert_eq!(Role::Sre.databases(&db), ["ws_troubleshooting", "ws_rollups"]);
         let xml = users_xml(&db, |r| format!("hash-{}", r.name()));
-        assert!(xml.contains("<ws_analyst>") && xml.contains("<password_sha256_hex>hash-analyst</password_sha256_hex>"));
+        assert!(
+            xml.contains("<ws_analyst>") && xml.contains("<password_sha256_hex>hash-analyst</password_sha256_hex>")
+        );
         assert!(!xml.contains("ws_audience"), "no role but admin reaches the audience store directly");
         // ClickHouse refuses the whole users configuration over one malformed file.
         let comment = &xml[xml.find("<!--").unwrap() + 4..xml.find("-->").unwrap()];

@@ -36,7 +36,11 @@ pub const ROLLUPS: &[Rollup] = &[
     Rollup { table: "daily_totals", dimensions: &[], kind: EventType::Pageview },
     Rollup { table: "daily_pages", dimensions: &["host", "path"], kind: EventType::Pageview },
     Rollup { table: "daily_referrers", dimensions: &["ref_host"], kind: EventType::Pageview },
-    Rollup { table: "daily_campaigns", dimensions: &["utm_source", "utm_medium", "utm_campaign"], kind: EventType::Pageview },
+    Rollup {
+        table: "daily_campaigns",
+        dimensions: &["utm_source", "utm_medium", "utm_campaign"],
+        kind: EventType::Pageview,
+    },
     Rollup { table: "daily_locations", dimensions: &["country", "region", "city"], kind: EventType::Pageview },
     Rollup { table: "daily_technology", dimensions: &["browser", "os", "device"], kind: EventType::Pageview },
     Rollup { table: "daily_events", dimensions: &["name"], kind: EventType::Event },

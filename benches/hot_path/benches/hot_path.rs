@@ -5,12 +5,15 @@
 
 use std::{hint::black_box, net::IpAddr, path::Path};
 
-use collector::{AgentParser, Blocklist, Controls, GeoDb, Outcome, Pipeline, RequestFacts, Site, SiteConfig, parse_beacon};
+use collector::{
+    AgentParser, Blocklist, Controls, GeoDb, Outcome, Pipeline, RequestFacts, Site, SiteConfig, parse_beacon,
+};
 use criterion::{Criterion, criterion_group, criterion_main};
 use store::pseudonym::{CookieKey, SaltKeys};
 
 const BODY: &[u8] = br#"{"site":"portal","url":"https://lk.example.ru/accounts/4402117735/bills?utm_source=mail&tab=2#pay","ref":"https://yandex.ru/search/?text=lk","sw":1920,"lang":"ru-RU"}"#;
-const UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+const UA: &str =
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
 
 fn pipeline() -> Pipeline {
     let geo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.work/geoip");
@@ -26,7 +29,8 @@ fn pipeline() -> Pipeline {
 }
 
 fn site() -> Site {
-    let config: SiteConfig = toml::from_str("id = \"portal\"\nallowed_hosts = [\"lk.example.ru\"]\ncookie_mode = true").unwrap();
+    let config: SiteConfig =
+        toml::from_str("id = \"portal\"\nallowed_hosts = [\"lk.example.ru\"]\ncookie_mode = true").unwrap();
     Site { config, query_allowlist: vec!["utm_source".into(), "tab".into()] }
 }
 
