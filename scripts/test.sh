@@ -2,7 +2,8 @@
 # The test command: sets up real components and runs every test.
 #   1. GeoIP databases (scripts/geoip.sh) and the Python venv (chdb-core)
 #   2. a ClickHouse 18.16 server of its own, fresh data directory, free ports
-#   3. builds the workspace, checks the schema on current ClickHouse (scripts/chdb-check.sh)
+#   3. checks formatting and lints, builds the workspace, checks the schema on current
+#      ClickHouse (scripts/chdb-check.sh)
 #   4. cargo test --workspace against the server; stops the server on exit
 # usage: scripts/test.sh [-- CARGO_TEST_ARGS...]
 set -euo pipefail
@@ -31,6 +32,10 @@ tcp_port="$(free_port)"
 trap '"$ROOT/scripts/clickhouse.sh" stop --name "$name" >/dev/null 2>&1 || true' EXIT
 
 cd "$ROOT"
+log "cargo fmt --check, cargo clippy"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -q -- -D warnings
+
 log "cargo build"
 cargo build --workspace --all-targets --locked
 

@@ -62,8 +62,8 @@ enum Command {
         /// The value of the site's first-party cookie (cookie mode).
         #[arg(long, conflicts_with_all = ["ip", "ua"], required_unless_present = "ip")]
         cookie: Option<String>,
-        /// The visitor's IP address (with --ua; matches only while the salts of the days
-        /// concerned are held, today's and yesterday's by default).
+        /// The visitor's IP address (with --ua; matches only days whose salts are still held:
+        /// by default yesterday, today and tomorrow).
         #[arg(long, requires = "ua")]
         ip: Option<std::net::IpAddr>,
         /// The visitor's User-Agent (with --ip).

@@ -191,8 +191,9 @@ pub async fn export(
     }))
 }
 
-/// Deletes every row under the subjects in every store and waits until ClickHouse has applied
-/// the deletion. Returns the number of rows deleted.
+/// Deletes every row under the subjects in every store, waiting until ClickHouse has applied
+/// each deletion, and audits each deletion as soon as it is applied (so an erase that fails
+/// half-way leaves no unaudited deletion). Returns the number of rows deleted.
 pub async fn erase(
     client: &Client,
     databases: &Databases,
@@ -200,9 +201,9 @@ pub async fn erase(
     subjects: &[Subject],
     now: u32,
 ) -> Result<u64, SubjectError> {
-    let mut erased = Vec::new();
-    for subject in subjects {
-        let mut rows = 0;
+    let mut total = 0;
+    for &subject in subjects {
+        let mut rows_of_subject = 0;
         for (db, table) in [
             (databases.audience(), databases.audience_events()),
             (databases.troubleshooting(), databases.troubleshooting_events()),
@@ -226,12 +227,17 @@ pub async fn erase(
                 .await
                 .map_err(ch("erasing rows"))?;
             wait_for_mutations(client, db).await?;
-            rows += n;
+            let row = audit_row(site, subject, "subject_erase", table, n, now);
+            audit::record(client, databases, &[row]).await.map_err(ch("writing the audit trail"))?;
+            rows_of_subject += n;
         }
-        erased.push((*subject, rows));
+        if rows_of_subject == 0 {
+            // Nothing stored: the request is audited all the same.
+            let row = audit_row(site, subject, "subject_erase", String::new(), 0, now);
+            audit::record(client, databases, &[row]).await.map_err(ch("writing the audit trail"))?;
+        }
+        total += rows_of_subject;
     }
-    let total = erased.iter().map(|(_, n)| n).sum();
-    record(client, databases, site, subjects, "subject_erase", |s| count_of(&erased, s), now).await?;
     Ok(total)
 }
 
@@ -270,18 +276,20 @@ async fn record(
     rows: impl Fn(Subject) -> u64,
     now: u32,
 ) -> Result<(), SubjectError> {
-    let audit_rows: Vec<AuditRow> = subjects
-        .iter()
-        .map(|s| AuditRow {
-            ts: now,
-            action: action.to_owned(),
-            site: site.to_owned(),
-            target: String::new(),
-            subject_kind: s.kind.as_str().to_owned(),
-            subject_id: s.id,
-            rows: rows(*s),
-            detail: String::new(),
-        })
-        .collect();
+    let audit_rows: Vec<AuditRow> =
+        subjects.iter().map(|s| audit_row(site, *s, action, String::new(), rows(*s), now)).collect();
     audit::record(client, databases, &audit_rows).await.map_err(ch("writing the audit trail"))
+}
+
+fn audit_row(site: &str, subject: Subject, action: &str, target: String, rows: u64, now: u32) -> AuditRow {
+    AuditRow {
+        ts: now,
+        action: action.to_owned(),
+        site: site.to_owned(),
+        target,
+        subject_kind: subject.kind.as_str().to_owned(),
+        subject_id: subject.id,
+        rows,
+        detail: String::new(),
+    }
 }

@@ -79,13 +79,18 @@ fn block_export_erase_and_unblock_a_person() {
 
     // Every request is audited under the pseudonym; no raw value is anywhere in the audit.
     let audit = sql(&format!(
-        "SELECT action, subject_kind, subject_id, rows FROM {}_admin.audit ORDER BY action FORMAT TSV",
-        install.prefix
+        "SELECT action, target, subject_kind, subject_id, rows FROM {p}_admin.audit ORDER BY action, target FORMAT TSV",
+        p = install.prefix
     ));
+    let (a, t) = (&audience, &trouble);
     let expected = format!(
-        "subject_block\tcookie\t{alice}\t0\nsubject_erase\tcookie\t{alice}\t6\nsubject_export\tcookie\t{alice}\t6\nsubject_unblock\tcookie\t{alice}\t0\n"
+        "subject_block\t\tcookie\t{alice}\t0\n\
+         subject_erase\t{a}\tcookie\t{alice}\t3\n\
+         subject_erase\t{t}\tcookie\t{alice}\t3\n\
+         subject_export\t\tcookie\t{alice}\t6\n\
+         subject_unblock\t\tcookie\t{alice}\t0\n"
     );
-    assert_eq!(audit, expected);
+    assert_eq!(audit, expected, "one audit row per request, and per table erased");
     let everything = sql(&format!("SELECT * FROM {}_admin.audit FORMAT TSV", install.prefix));
     assert!(!everything.contains("alice"));
 
