@@ -15,6 +15,7 @@ use crate::{
     pipeline::{Controls, Outcome, RequestFacts, Site},
     respond::{Body, Rejection, empty},
     service::{App, Peer, readiness, status_text},
+    urls,
 };
 
 pub async fn route(app: &App, request: Request<Incoming>) -> Response<Body> {
@@ -121,13 +122,7 @@ fn accept(app: &App, beacon: Beacon, parts: &Parts) -> Result<(), Rejection> {
 
 /// `host` matches `example.ru` exactly or `*.example.ru` for any subdomain.
 fn host_allowed(site: &Site, host: &str) -> bool {
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    site.config.allowed_hosts.iter().any(|allowed| match allowed.strip_prefix("*.") {
-        Some(parent) => {
-            host.len() > parent.len() + 1 && host.ends_with(parent) && host[..host.len() - parent.len()].ends_with('.')
-        }
-        None => host == *allowed,
-    })
+    urls::host_matches(&site.config.allowed_hosts, &host.trim_end_matches('.').to_ascii_lowercase())
 }
 
 /// Whether the body is gzip; refuses types and encodings the API does not accept.

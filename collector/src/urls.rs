@@ -180,8 +180,9 @@ fn host_of(url: &Url) -> String {
 }
 
 /// `host` (lower case) is `example.ru` exactly or, for `*.example.ru`, any subdomain of it.
-/// The same rule as the handlers' host check.
-fn host_matches(allowed: &[String], host: &str) -> bool {
+/// Whether a lower-case host is one of `allowed`: `example.ru` exactly, or `*.example.ru` for
+/// any subdomain. The one host check of the collector (pages, referrers, Origin).
+pub fn host_matches(allowed: &[String], host: &str) -> bool {
     allowed.iter().any(|allowed| match allowed.strip_prefix("*.") {
         Some(parent) => {
             host.len() > parent.len() + 1 && host.ends_with(parent) && host[..host.len() - parent.len()].ends_with('.')
