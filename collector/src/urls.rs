@@ -179,7 +179,6 @@ fn host_of(url: &Url) -> String {
     url.host_str().unwrap_or_default().trim_end_matches('.').to_ascii_lowercase()
 }
 
-/// `host` (lower case) is `example.ru` exactly or, for `*.example.ru`, any subdomain of it.
 /// Whether a lower-case host is one of `allowed`: `example.ru` exactly, or `*.example.ru` for
 /// any subdomain. The one host check of the collector (pages, referrers, Origin).
 pub fn host_matches(allowed: &[String], host: &str) -> bool {
