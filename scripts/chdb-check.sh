@@ -6,8 +6,8 @@
 # usage: chdb-check.sh
 #   AGGREGATOR  aggregator binary (default: target/debug/aggregator; build it first)
 # Steps: start the shim on a free port with a fresh data directory, `aggregator migrate`
-# twice (the second run proves migrations are idempotent), `aggregator stats` (the report
-# queries), then every dashboards/**/*.sql,
+# twice (the second run proves migrations are idempotent), then the aggregator's other queries
+# (stats, a run pass, data-subject requests), then every dashboards/**/*.sql,
 # statement by statement, with {prefix} replaced by "chdbcheck". Exits non-zero on the first
 # failure. The shim's log is printed when something fails.
 set -euo pipefail
@@ -67,9 +67,16 @@ for run in 1 2; do
     log "aggregator migrate (run $run)"
     "$AGGREGATOR" --config "$tmp/aggregator.toml" migrate || die "aggregator migrate failed (run $run)"
 done
-# The report queries, on the empty tables the migrations made.
+# Every other query the aggregator sends, on the tables the migrations made: the report, a
+# pass (salts, retention over system.parts, the rollups' INSERT ... SELECT), and a
+# data-subject request (salts, blocklist, export, erase waiting on system.mutations).
 "$AGGREGATOR" --config "$tmp/aggregator.toml" stats --site chdbcheck --json >/dev/null \
     || die "aggregator stats failed"
+"$AGGREGATOR" --config "$tmp/aggregator.toml" run --once >/dev/null || die "aggregator run --once failed"
+for action in block export erase unblock; do
+    "$AGGREGATOR" --config "$tmp/aggregator.toml" subject "$action" --site chdbcheck \
+        --ip 192.0.2.1 --ua chdb-check >/dev/null || die "aggregator subject $action failed"
+done
 
 mapfile -t dashboards < <(find "$ROOT/dashboards" -name '*.sql' -type f 2>/dev/null | sort)
 if [ ${#dashboards[@]} -eq 0 ]; then

@@ -42,7 +42,8 @@ enum RolesFormat {
 enum Command {
     /// Apply pending schema migrations, then create the current and next salts if missing.
     Migrate,
-    /// Rotate salts, enforce retention, every `run.interval_s`, until SIGINT/SIGTERM.
+    /// Rotate salts, enforce retention and refresh the analysts' rollups, every
+    /// `run.interval_s`, until SIGINT, SIGTERM or SIGHUP.
     Run {
         /// One pass, then exit.
         #[arg(long)]
@@ -144,8 +145,8 @@ async fn run(config: aggregator::Config, command: Command) -> anyhow::Result<()>
         Command::Run { once: true } => {
             let pass = aggregator::run_pass(&client, &databases, &config, now).await?;
             println!(
-                "salts created: {}; salts deleted: {}; partitions dropped: {}",
-                pass.salts_created, pass.salts_deleted, pass.partitions_dropped
+                "salts created: {}; salts deleted: {}; partitions dropped: {}; rollup days refreshed: {}",
+                pass.salts_created, pass.salts_deleted, pass.partitions_dropped, pass.rollup_days
             );
         }
         Command::Run { once: false } => {

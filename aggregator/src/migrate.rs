@@ -1,5 +1,5 @@
 //! `aggregator migrate`: applies the versioned migrations of the `store` crate, recording each
-//! in `<prefix>_meta.schema_migrations` with a checksum. Idempotent: applied versions are
+//! in `<prefix>_admin.schema_migrations` with a checksum. Idempotent: applied versions are
 //! skipped, and every statement is `IF NOT EXISTS` so a run interrupted mid-migration can be
 //! repeated.
 

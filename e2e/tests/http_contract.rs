@@ -252,3 +252,37 @@ fn sigterm_flushes_buffered_rows_and_exits_zero() {
     assert_eq!(sql_u64(&format!("SELECT count() FROM {audience}")), 50);
     assert!(std::fs::read_to_string(log).unwrap().contains("collector stopped cleanly"));
 }
+
+#[test]
+fn do_not_track_and_global_privacy_control_are_honoured_per_site() {
+    let install = Install::new("dnt");
+    let c = install.collector(
+        "[[sites]]\nid = \"open\"\nallowed_hosts = [\"open.example.ru\"]\n\
+         [[sites]]\nid = \"strict\"\nallowed_hosts = [\"strict.example.ru\"]\ndo_not_track = \"drop\"\n",
+    );
+    c.wait_until(|c| c.try_get("/readyz").is_some_and(|r| r.0 == 200), "/readyz");
+    let send = |site: &str, path: &str, signal: Option<(&str, &str)>| {
+        let body = format!(r#"{{"site":"{site}","url":"https://{site}.example.ru{path}"}}"#);
+        let mut headers = vec![("user-agent", UA)];
+        headers.extend(signal);
+        c.beacon(&body, &headers).status
+    };
+    assert_eq!(send("open", "/tracked", None), 202);
+    assert_eq!(send("open", "/dnt", Some(("dnt", "1"))), 202);
+    assert_eq!(send("open", "/gpc", Some(("sec-gpc", "1"))), 202);
+    assert_eq!(send("strict", "/gpc", Some(("sec-gpc", "1"))), 202);
+    assert_eq!(send("strict", "/tracked", None), 202);
+
+    let (audience, trouble) = (install.audience(), install.troubleshooting());
+    assert_eq!(wait_for_count(&format!("SELECT count() FROM {audience}"), 4), 4);
+    // "anonymous" (the default): counted with no visitor id, no cookie id, no troubleshooting row.
+    let anonymous = format!("SELECT count() FROM {audience} WHERE site = 'open' AND visitor_id = 0 AND cookie_id = 0");
+    assert_eq!(sql_u64(&anonymous), 2);
+    assert_eq!(sql_u64(&format!("SELECT count() FROM {trouble} WHERE path IN ('/dnt', '/gpc')")), 0);
+    // "drop": nothing stored, counted as dropped.
+    assert_eq!(sql_u64(&format!("SELECT count() FROM {audience} WHERE site = 'strict' AND path = '/gpc'")), 0);
+    assert_eq!(c.metric("webstats_collector_beacons_dropped_total{reason=\"do_not_track\"}"), 1.0);
+    // Without the signal, both sites track as usual.
+    assert_eq!(sql_u64(&format!("SELECT count() FROM {audience} WHERE path = '/tracked' AND visitor_id != 0")), 2);
+    assert_eq!(sql_u64(&format!("SELECT count() FROM {trouble} WHERE path = '/tracked'")), 2);
+}

@@ -18,8 +18,8 @@ pub struct ClickHouseConfig {
     /// Name of an environment variable holding the password (passwords never live in the file).
     #[serde(default)]
     pub password_env: Option<String>,
-    /// Prefix of the database names: `<prefix>_audience`, `<prefix>_troubleshooting`,
-    /// `<prefix>_meta`. Lower-case letters, digits and `_`.
+    /// Prefix of the database names (`<prefix>_audience`, `_troubleshooting`, `_meta`, `_admin`,
+    /// `_ingest`, `_stage`, `_rollups`) and of the role users. Lower-case letters, digits, `_`.
     #[serde(default = "defaults::database_prefix")]
     pub database_prefix: String,
     /// Time limit for one request to ClickHouse, in milliseconds.
@@ -32,7 +32,7 @@ mod defaults {
         "http://127.0.0.1:18123".to_owned()
     }
     pub fn user() -> String {
-        "default".to_owned()
+        "admin".to_owned()
     }
     pub fn database_prefix() -> String {
         "webstats".to_owned()

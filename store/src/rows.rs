@@ -126,7 +126,7 @@ impl std::fmt::Debug for SaltRow {
     }
 }
 
-/// `<prefix>_meta.schema_migrations`: one row per applied migration.
+/// `<prefix>_admin.schema_migrations`: one row per applied migration.
 #[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
 pub struct MigrationRow {
     pub version: u32,
@@ -136,7 +136,7 @@ pub struct MigrationRow {
     pub applied_at: u32,
 }
 
-/// `<prefix>_meta.audit`: one row per deletion or data-subject request.
+/// `<prefix>_admin.audit`: one row per deletion or data-subject request.
 #[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
 pub struct AuditRow {
     pub ts: u32,
