@@ -53,6 +53,12 @@ enum Command {
     Salts,
     /// Drop event partitions older than the retention of their store.
     Retention,
+    /// Recompute the analysts' rollups of the last days (today included).
+    Rollups {
+        /// How many days; default: privacy.rollup_days.
+        #[arg(long)]
+        days: Option<u16>,
+    },
     /// A data-subject request about one person, named by what the site showed them.
     Subject {
         #[arg(value_enum)]
@@ -156,6 +162,13 @@ async fn run(config: aggregator::Config, command: Command) -> anyhow::Result<()>
             let created = aggregator::ensure_salts(&client, &databases, config.salts.rotation_period_s, now).await?;
             let deleted = aggregator::expire_salts(&client, &databases, config.salts.grace_period_s, now).await?;
             println!("salts created for {} period(s); {} expired salt(s) deleted", created.len(), deleted.len());
+        }
+        Command::Rollups { days } => {
+            let today = store::day_number(now);
+            let days: Vec<u16> =
+                (0..days.unwrap_or(config.privacy.rollup_days)).filter_map(|b| today.checked_sub(b)).collect();
+            aggregator::refresh_rollups(&client, &databases, &days, config.privacy.min_group_size).await?;
+            println!("rollup days refreshed: {}", days.len());
         }
         Command::Retention => {
             let dropped = aggregator::enforce_retention(&client, &databases, &config.retention, now).await?;

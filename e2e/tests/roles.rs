@@ -94,8 +94,9 @@ fn analysts_see_only_groups_of_at_least_k_visitors_and_no_blocked_people() {
         }
     }
     assert_eq!(wait_for_count(&format!("SELECT count() FROM {}", install.audience()), 18), 18);
-    let out = install.aggregator(&["run", "--once"]);
+    let out = install.aggregator(&["rollups", "--days", "1"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "rollup days refreshed: 1\n");
 
     let pages = |install: &Install| {
         allowed(
