@@ -80,8 +80,8 @@ pub async fn resolve(
             if salts.is_empty() {
                 return Err(SubjectError::NoSalts);
             }
-            // The collector hashes at most the first 512 bytes of a User-Agent.
-            let ua = truncate(user_agent, 512);
+            // Cut exactly as the collector cuts before hashing.
+            let ua = store::pseudonym::user_agent_prefix(user_agent);
             let mut subjects: Vec<Subject> = salts
                 .iter()
                 .map(|s| Subject {
@@ -93,14 +93,6 @@ pub async fn resolve(
             Ok(subjects)
         }
     }
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let end = (0..=max).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
-    &s[..end]
 }
 
 /// The days on which the subjects have audience rows: the rollups to recompute after a block,

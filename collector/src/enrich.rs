@@ -26,9 +26,6 @@ pub struct Agent {
     pub is_bot: bool,
 }
 
-/// Longest User-Agent parsed, cached and stored; real ones are far shorter.
-pub const MAX_USER_AGENT_BYTES: usize = 512;
-
 /// Ordinary browsers, as the e2e tests send them. No bot pattern may match one of them:
 /// config validation refuses such a pattern, and the tests check the defaults.
 pub const ORDINARY_BROWSERS: [&str; 7] = [

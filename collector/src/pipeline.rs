@@ -7,14 +7,14 @@ use std::net::IpAddr;
 
 use store::{
     AudienceRow, EventType, SubjectKind, TroubleshootingRow, day_number,
-    pseudonym::{CookieKey, SaltKeys, network_prefix},
+    pseudonym::{CookieKey, SaltKeys, network_prefix, user_agent_prefix},
 };
 
 use crate::{
     beacon::Beacon,
     blocklist::Blocklist,
     config::{DoNotTrack, SiteConfig},
-    enrich::{AgentParser, GeoDb, MAX_USER_AGENT_BYTES},
+    enrich::{AgentParser, GeoDb},
     scrub,
     urls::{self, SiteRules},
 };
@@ -92,7 +92,7 @@ impl Pipeline {
         if facts.do_not_track && site.config.do_not_track == DoNotTrack::Drop {
             return Outcome::DroppedDoNotTrack;
         }
-        let user_agent = truncate(facts.user_agent, MAX_USER_AGENT_BYTES);
+        let user_agent = user_agent_prefix(facts.user_agent);
         let (agent, ua_cache_hit) = self.agents.parse(user_agent);
         let geo = self.geo.lookup(facts.ip);
         let rules = SiteRules {
@@ -220,14 +220,6 @@ fn scrub_free_text(beacon: &mut Beacon) {
         error.source = scrub::with_urls(&error.source);
         error.stack = scrub::with_urls(&error.stack);
     }
-}
-
-fn truncate(s: &str, max_bytes: usize) -> &str {
-    if s.len() <= max_bytes {
-        return s;
-    }
-    let end = (0..=max_bytes).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
-    &s[..end]
 }
 
 #[cfg(test)]

@@ -72,6 +72,20 @@ impl std::fmt::Debug for CookieKey {
     }
 }
 
+/// Longest User-Agent the collector parses, stores and hashes; real ones are far shorter.
+pub const MAX_USER_AGENT_BYTES: usize = 512;
+
+/// The part of a User-Agent that is used: the first [`MAX_USER_AGENT_BYTES`], cut on a
+/// character boundary. The collector hashes this and the aggregator recomputes visitor ids
+/// from it, so both must cut the same way.
+pub fn user_agent_prefix(user_agent: &str) -> &str {
+    if user_agent.len() <= MAX_USER_AGENT_BYTES {
+        return user_agent;
+    }
+    let end = (0..=MAX_USER_AGENT_BYTES).rev().find(|i| user_agent.is_char_boundary(*i)).unwrap_or(0);
+    &user_agent[..end]
+}
+
 /// The network an address belongs to, e.g. `203.0.113.0/24`: kept instead of the address.
 pub fn network_prefix(ip: IpAddr, ipv4_len: u8, ipv6_len: u8) -> String {
     match canonical(ip) {
@@ -163,6 +177,15 @@ mod tests {
         assert_eq!(network_prefix(ip("203.0.113.200"), 24, 48), "203.0.113.0/24");
         assert_eq!(network_prefix(ip("2001:db8:abcd:12::1"), 24, 48), "2001:db8:abcd::/48");
         assert_eq!(network_prefix(ip("203.0.113.200"), 0, 0), "0.0.0.0/0");
+    }
+
+    #[test]
+    fn user_agents_are_cut_on_a_character_boundary() {
+        assert_eq!(user_agent_prefix("short"), "short");
+        let long = "я".repeat(300); // 600 bytes
+        let cut = user_agent_prefix(&long);
+        assert_eq!(cut.len(), 512);
+        assert!(cut.chars().all(|c| c == 'я'));
     }
 
     #[test]
