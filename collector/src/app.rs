@@ -18,14 +18,18 @@ use crate::{
     enrich::{AgentParser, GeoDb},
     metrics::Metrics,
     pipeline::{Pipeline, Site},
+    rate_limit::RateLimit,
     refresh::{self, Control},
     service::{self, App},
     sink::Sink,
+    spool::Spool,
     snippet::Snippet,
 };
 
 /// Distinct User-Agents remembered; real traffic has a few thousand.
 const AGENT_CACHE_CAPACITY: usize = 20_000;
+/// How often idle prefixes leave the rate limiter's memory.
+const RATE_LIMIT_FORGET_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Runs the collector until `shutdown` resolves, then drains and flushes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
@@ -53,8 +57,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         config.clickhouse.request_timeout(),
         unix_now,
     ));
-    let (sink_handle, sink) =
-        Sink::spawn(client, &databases, config.sink.clone(), config.clickhouse.request_timeout(), metrics.clone());
+    let spool = Spool::open(&config.spool.dir, config.spool.max_bytes, metrics.clone())
+        .with_context(|| format!("cannot open the spool {} (spool.dir)", config.spool.dir.display()))?;
+    if !spool.is_empty() {
+        tracing::info!(dir = %spool.dir().display(), bytes = spool.bytes(), "replaying the spool");
+    }
+    let (sink_handle, sink) = Sink::spawn(
+        client,
+        &databases,
+        config.sink.clone(),
+        &config.spool,
+        Arc::new(spool),
+        config.clickhouse.request_timeout(),
+        metrics.clone(),
+    );
 
     let sites = config
         .sites
@@ -80,6 +96,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         },
         control,
         sink: sink_handle,
+        rate_limit: RateLimit::new(&config.rate_limit, config.privacy.ipv4_prefix_len, config.privacy.ipv6_prefix_len),
         metrics,
         trusted_proxies: config.server.trusted_proxies.clone(),
         snippet: Snippet::new(config.server.script_max_age_s),
@@ -92,14 +109,29 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         .with_context(|| format!("cannot listen on {} (server.listen)", config.server.listen))?;
     tracing::info!(address = %listener.local_addr()?, sites = config.sites.len(), "collector listening");
 
+    let forgetter = tokio::spawn({
+        let app = app.clone();
+        async move {
+            let mut every = tokio::time::interval(RATE_LIMIT_FORGET_INTERVAL);
+            loop {
+                every.tick().await;
+                app.rate_limit.forget_idle();
+            }
+        }
+    });
+
     // Half of the shutdown time lets open requests finish; the rest flushes the sink.
     let total = Duration::from_millis(config.server.shutdown_timeout_ms);
     service::serve(listener, app, &config.server, shutdown, total / 2).await;
-    tracing::info!("stopped accepting; flushing buffered rows");
+    tracing::info!("stopped accepting; inserting or spooling buffered rows");
     let report = sink.shutdown(total / 2).await;
     refresher.abort();
-    if report.rows_not_inserted > 0 {
-        anyhow::bail!("{} rows could not be inserted before the shutdown deadline", report.rows_not_inserted);
+    forgetter.abort();
+    if report.rows_lost > 0 {
+        anyhow::bail!("{} rows were neither inserted nor spooled before the shutdown deadline", report.rows_lost);
+    }
+    if report.spool_bytes > 0 {
+        tracing::info!(bytes = report.spool_bytes, "rows left in the spool are replayed at the next start");
     }
     tracing::info!("collector stopped cleanly");
     Ok(())

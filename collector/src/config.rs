@@ -74,6 +74,10 @@ pub struct Config {
     #[serde(default)]
     pub sink: SinkConfig,
     #[serde(default)]
+    pub spool: SpoolConfig,
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+    #[serde(default)]
     pub salts: SaltsConfig,
     #[serde(default)]
     pub geoip: GeoIpConfig,
@@ -96,6 +100,11 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<IpNet>,
     /// Requests handled at once; more are answered 503 at once rather than queued.
     pub max_concurrent_requests: usize,
+    /// Open client connections; a connection beyond it is answered 503 and closed.
+    pub max_connections: usize,
+    /// Longest wait for a request's headers, in milliseconds: slow clients cannot hold
+    /// connections open.
+    pub header_read_timeout_ms: u64,
     /// Time limit for handling one request, in milliseconds.
     pub request_timeout_ms: u64,
     /// On SIGTERM/SIGINT: how long to finish requests and flush the sink, in milliseconds.
@@ -110,6 +119,8 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 18080)),
             trusted_proxies: Vec::new(),
             max_concurrent_requests: 4096,
+            max_connections: 10_000,
+            header_read_timeout_ms: 10_000,
             request_timeout_ms: 5_000,
             shutdown_timeout_ms: 15_000,
             script_max_age_s: 3_600,
@@ -120,19 +131,21 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SinkConfig {
+    /// When a beacon is acknowledged (RELIABILITY.md): `buffered`, once queued in memory, or
+    /// `fsync`, once fsynced in the spool.
+    pub durability: Durability,
     /// A table's buffer is inserted at least this often when it holds rows, in milliseconds:
     /// about one insert per second per table at low load.
     pub flush_interval_ms: u64,
     /// ...or as soon as it holds this many rows: large batches at high load.
     pub max_batch_rows: usize,
-    /// ...or this many bytes of memory (estimated: struct, text and allocation overhead).
+    /// ...or this many bytes of encoded rows.
     pub max_batch_bytes: usize,
-    /// Beacons waiting between the handlers and the batcher (about 2 KiB each); when full,
-    /// beacons get 503. The batcher drains it continuously, so it fills only under
-    /// backpressure.
+    /// Beacons waiting between the handlers and the batcher or committer (about 1 KiB each);
+    /// when full, beacons get 503. It fills only under backpressure.
     pub queue_capacity: usize,
-    /// Batches being inserted (or retried) at once; when all are busy the batcher stops
-    /// taking from the queue, so memory stays bounded while ClickHouse is slow or down.
+    /// Batches being inserted or spooled at once (`buffered`); when all are busy the batcher
+    /// stops taking from the queue, so memory stays bounded while ClickHouse is slow or down.
     pub max_inflight_batches: usize,
     /// First retry delay after a transient insert error, in milliseconds; doubles per retry.
     pub retry_initial_backoff_ms: u64,
@@ -143,6 +156,7 @@ pub struct SinkConfig {
 impl Default for SinkConfig {
     fn default() -> Self {
         Self {
+            durability: Durability::Buffered,
             flush_interval_ms: 1_000,
             max_batch_rows: 20_000,
             max_batch_bytes: 8 * 1024 * 1024,
@@ -151,6 +165,54 @@ impl Default for SinkConfig {
             retry_initial_backoff_ms: 100,
             retry_max_backoff_ms: 10_000,
         }
+    }
+}
+
+/// When a beacon is acknowledged; see RELIABILITY.md.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// 202 once queued in memory: a crash loses at most the last flush interval's beacons.
+    #[default]
+    Buffered,
+    /// 202 once fsynced in the spool (group commit): nothing acknowledged is lost.
+    Fsync,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolConfig {
+    /// Where batches wait while ClickHouse cannot take them (and, in `fsync` mode, every
+    /// beacon before it is acknowledged). Relative paths are relative to this file. One
+    /// collector per directory. Holds pseudonymised rows only.
+    pub dir: PathBuf,
+    /// Largest size of the spool on disk; beyond it beacons get 503. The dead letters
+    /// (`dir/dead-letter/`) have a budget of the same size.
+    pub max_bytes: u64,
+    /// Size at which the `fsync` mode's write-ahead segment is sealed and replayed (it is also
+    /// sealed after `sink.flush_interval_ms`).
+    pub segment_bytes: u64,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        Self { dir: PathBuf::from("spool"), max_bytes: 1 << 30, segment_bytes: 4 << 20 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Beacons per second accepted from one network prefix (the `[privacy]` prefix lengths:
+    /// a /24 or a /48); more get 429. 0 turns the limit off.
+    pub beacons_per_second: u32,
+    /// Beacons a prefix may send at once above the rate.
+    pub burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self { beacons_per_second: 200, burst: 1_000 }
     }
 }
 
@@ -288,10 +350,8 @@ impl Config {
     }
 
     fn resolve_paths(&mut self, base: &Path) {
-        for path in [&mut self.geoip.location_db, &mut self.geoip.asn_db, &mut self.privacy.cookie_key_file]
-            .into_iter()
-            .flatten()
-        {
+        let optional = [&mut self.geoip.location_db, &mut self.geoip.asn_db, &mut self.privacy.cookie_key_file];
+        for path in optional.into_iter().flatten().chain([&mut self.spool.dir]) {
             if path.is_relative() {
                 *path = base.join(&*path);
             }
@@ -310,6 +370,12 @@ impl Config {
         }
         if s.request_timeout_ms == 0 {
             p("server.request_timeout_ms", "must be above 0");
+        }
+        if s.max_connections == 0 {
+            p("server.max_connections", "must be above 0");
+        }
+        if s.header_read_timeout_ms == 0 {
+            p("server.header_read_timeout_ms", "must be above 0");
         }
 
         let k = &self.sink;
@@ -330,6 +396,20 @@ impl Config {
         }
         if k.retry_initial_backoff_ms == 0 || k.retry_initial_backoff_ms > k.retry_max_backoff_ms {
             p("sink.retry_initial_backoff_ms", "must be above 0 and at most sink.retry_max_backoff_ms");
+        }
+        let sp = &self.spool;
+        if sp.dir.as_os_str().is_empty() {
+            p("spool.dir", "must name a directory");
+        }
+        if sp.segment_bytes < 16 * 1024 {
+            p("spool.segment_bytes", "must be at least 16384");
+        }
+        if sp.max_bytes < sp.segment_bytes {
+            p("spool.max_bytes", "must be at least spool.segment_bytes");
+        }
+        let r = &self.rate_limit;
+        if r.beacons_per_second > 0 && r.burst == 0 {
+            p("rate_limit.burst", "must be above 0 when the rate limit is on");
         }
         if self.salts.refresh_interval_s == 0 || self.salts.refresh_interval_s > 3_600 {
             p("salts.refresh_interval_s", "must be between 1 and 3600");

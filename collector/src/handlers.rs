@@ -9,6 +9,7 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
 use crate::{
+    batch::EncodedBeacon,
     beacon::{self, Beacon},
     client_ip::client_ip,
     config::MAX_BODY_BYTES,
@@ -22,7 +23,7 @@ pub async fn route(app: &App, request: Request<Incoming>) -> Response<Body> {
     let result = match (request.method(), request.uri().path()) {
         (&Method::POST, "/api/event") => post_event(app, request).await,
         (&Method::OPTIONS, "/api/event" | "/api/event.gif") => preflight(app, request.headers()),
-        (&Method::GET, "/api/event.gif") => get_gif(app, request),
+        (&Method::GET, "/api/event.gif") => get_gif(app, request).await,
         (_, "/api/event") => Err(Rejection::MethodNotAllowed { allow: "POST, OPTIONS" }),
         (_, "/api/event.gif") => Err(Rejection::MethodNotAllowed { allow: "GET, OPTIONS" }),
         (&Method::GET | &Method::HEAD, "/script.js") => Ok(app.snippet.respond(request.headers())),
@@ -42,10 +43,11 @@ pub async fn route(app: &App, request: Request<Incoming>) -> Response<Body> {
 
 async fn post_event(app: &App, request: Request<Incoming>) -> Result<Response<Body>, Rejection> {
     let (parts, body) = request.into_parts();
+    admit(app, &parts)?;
     let gzip = body_encoding(&parts.headers)?;
     let body = read_body(body, gzip).await?;
     let beacon = beacon::from_json(&body)?;
-    accept(app, beacon, &parts)?;
+    accept(app, beacon, &parts).await?;
     let mut response = empty(StatusCode::ACCEPTED);
     // Accepted, so any Origin sent is an allowed host of the beacon's site.
     if let Some(origin) = parts.headers.get(header::ORIGIN) {
@@ -54,10 +56,11 @@ async fn post_event(app: &App, request: Request<Incoming>) -> Result<Response<Bo
     Ok(response)
 }
 
-fn get_gif(app: &App, request: Request<Incoming>) -> Result<Response<Body>, Rejection> {
+async fn get_gif(app: &App, request: Request<Incoming>) -> Result<Response<Body>, Rejection> {
     let (parts, _body) = request.into_parts();
+    admit(app, &parts)?;
     let beacon = beacon::from_query(parts.uri.query().unwrap_or_default())?;
-    accept(app, beacon, &parts)?;
+    accept(app, beacon, &parts).await?;
     let mut response = Response::new(Full::new(Bytes::from_static(TRANSPARENT_GIF)));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/gif"));
@@ -72,11 +75,23 @@ const TRANSPARENT_GIF: &[u8] = &[
     0x02, 0x44, 0x01, 0x00, 0x3b,
 ];
 
-/// Checks the site, origin and host, pseudonymises, and queues the rows.
-fn accept(app: &App, beacon: Beacon, parts: &Parts) -> Result<(), Rejection> {
+/// Refuses a beacon before its body is read: shutting down, or over its network's rate.
+fn admit(app: &App, parts: &Parts) -> Result<(), Rejection> {
     if app.shutting_down.load(Ordering::Relaxed) {
         return Err(Rejection::ShuttingDown);
     }
+    if !app.rate_limit.admits(client_ip(peer(parts), &parts.headers, &app.trusted_proxies)) {
+        return Err(Rejection::RateLimited);
+    }
+    Ok(())
+}
+
+fn peer(parts: &Parts) -> std::net::IpAddr {
+    parts.extensions.get::<Peer>().map(|p| p.0).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into())
+}
+
+/// Checks the site, origin and host, pseudonymises, encodes and hands the rows to the sink.
+async fn accept(app: &App, beacon: Beacon, parts: &Parts) -> Result<(), Rejection> {
     let site = app.sites.get(&beacon.site).ok_or(Rejection::UnknownSite)?;
     if let Some(origin) = parts.headers.get(header::ORIGIN)
         && !origin_host(origin).is_some_and(|h| host_allowed(site, &h))
@@ -91,21 +106,23 @@ fn accept(app: &App, beacon: Beacon, parts: &Parts) -> Result<(), Rejection> {
     let salts = app.control.salts.load();
     let keys = salts.keys_at(now).ok_or(Rejection::NoSalt)?;
     let blocklist = app.control.blocklist.load();
-    let peer = parts.extensions.get::<Peer>().map(|p| p.0).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
     let headers = &parts.headers;
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let cookie = site.config.cookie_mode.then(|| cookie_value(headers, &site.config.cookie_name)).flatten();
     let facts = RequestFacts {
-        ip: client_ip(peer, headers, &app.trusted_proxies),
+        ip: client_ip(peer(parts), headers, &app.trusted_proxies),
         user_agent,
         cookie,
         do_not_track: header_is_one(headers, "dnt") || header_is_one(headers, "sec-gpc"),
         received_at: now,
     };
     let kind = beacon.kind.0;
-    match app.pipeline.process(beacon, facts, site, Controls { keys, blocklist: &blocklist }) {
+    let outcome = app.pipeline.process(beacon, facts, site, Controls { keys, blocklist: &blocklist });
+    // Guards of the salts and blocklist must not be held across the wait in `fsync` mode.
+    drop((salts, blocklist));
+    match outcome {
         Outcome::Store { rows, is_bot, ua_cache_hit } => {
-            app.sink.try_submit(rows)?;
+            app.sink.submit(EncodedBeacon::encode(rows)).await?;
             let metrics = &app.metrics;
             metrics.ua_cache_lookups.with_label_values(&[if ua_cache_hit { "hit" } else { "miss" }]).inc();
             if is_bot {

@@ -28,12 +28,30 @@ pub struct Metrics {
     pub sink_pending_rows: IntGauge,
     /// Batches being inserted or retried.
     pub sink_inflight_batches: IntGauge,
-    /// Rows by table and outcome (inserted / failed).
+    /// Rows by table and outcome (inserted / discarded: refused and over the dead-letter budget).
     pub sink_rows: IntCounterVec,
     /// Insert attempts by table and outcome (ok / transient_error / permanent_error).
     pub sink_inserts: IntCounterVec,
     /// Duration of insert attempts, by table.
     pub sink_insert_duration: HistogramVec,
+    /// Bytes of spool segments on disk.
+    pub spool_bytes: IntGauge,
+    /// Spool segments on disk, sealed or open.
+    pub spool_segments: IntGauge,
+    /// Rows by table and outcome (written / replayed).
+    pub spool_rows: IntCounterVec,
+    /// Runs of spool bytes that failed their checks (torn or corrupt records) and were skipped.
+    pub spool_corrupt_records: IntCounter,
+    /// Bytes skipped in those runs.
+    pub spool_skipped_bytes: IntCounter,
+    /// Rows ClickHouse refused for their data, kept in the dead letters, by table.
+    pub dead_letter_rows: IntCounterVec,
+    /// Client connections open.
+    pub http_connections: IntGauge,
+    /// Connections refused over `server.max_connections`.
+    pub http_connections_refused: IntCounter,
+    /// Requests whose handler panicked (answered 500).
+    pub http_request_panics: IntCounter,
     /// Reloads of salts and blocklist by outcome (ok / error).
     pub control_refreshes: IntCounterVec,
     /// Blocked pseudonyms held in memory.
@@ -64,10 +82,11 @@ impl Metrics {
             registry.register(Box::new(h.clone())).expect("unique metric");
             h
         };
-        let bot_hits =
-            IntCounter::with_opts(Opts::new("bot_hits_total", "Accepted beacons from crawlers.").namespace(ns))
-                .expect("valid metric");
-        registry.register(Box::new(bot_hits.clone())).expect("unique metric");
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::with_opts(Opts::new(name, help).namespace(ns)).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
 
         Self {
             http_requests: counter_vec("http_requests_total", "HTTP requests answered.", &["endpoint", "status"]),
@@ -84,7 +103,7 @@ impl Metrics {
                 "Accepted beacons not stored, by reason.",
                 &["reason"],
             ),
-            bot_hits,
+            bot_hits: counter("bot_hits_total", "Accepted beacons from crawlers."),
             ua_cache_lookups: counter_vec("ua_cache_lookups_total", "User-Agent cache lookups.", &["result"]),
             sink_queue_beacons: gauge("sink_queue_beacons", "Beacons waiting for the batcher."),
             sink_pending_rows: gauge("sink_pending_rows", "Rows buffered or being inserted, not yet in ClickHouse."),
@@ -101,6 +120,25 @@ impl Metrics {
                 &["table"],
                 vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
             ),
+            spool_bytes: gauge("spool_bytes", "Bytes of spool segments on disk."),
+            spool_segments: gauge("spool_segments", "Spool segments on disk."),
+            spool_rows: counter_vec("spool_rows_total", "Spooled rows by table and outcome.", &["table", "outcome"]),
+            spool_corrupt_records: counter(
+                "spool_corrupt_records_total",
+                "Runs of spool bytes that failed their checks and were skipped.",
+            ),
+            spool_skipped_bytes: counter("spool_skipped_bytes_total", "Spool bytes skipped as corrupt."),
+            dead_letter_rows: counter_vec(
+                "dead_letter_rows_total",
+                "Rows ClickHouse refused for their data, kept as dead letters.",
+                &["table"],
+            ),
+            http_connections: gauge("http_connections", "Client connections open."),
+            http_connections_refused: counter(
+                "http_connections_refused_total",
+                "Connections refused over server.max_connections.",
+            ),
+            http_request_panics: counter("http_request_panics_total", "Requests whose handler panicked."),
             control_refreshes: counter_vec(
                 "control_refreshes_total",
                 "Reloads of salts and blocklist by outcome.",

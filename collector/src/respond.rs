@@ -33,8 +33,18 @@ pub enum Rejection {
     UnreadableBody,
     #[error("overloaded")]
     Overloaded,
+    #[error("too many beacons from this network; slow down")]
+    RateLimited,
     #[error("the sink's queue is full")]
     QueueFull,
+    #[error("the spool is full")]
+    SpoolFull,
+    #[error("the spool cannot be written")]
+    SpoolFailed,
+    #[error("too many open connections")]
+    TooManyConnections,
+    #[error("internal error")]
+    Internal,
     #[error("shutting down")]
     ShuttingDown,
     #[error("no salt is loaded for the current period")]
@@ -52,8 +62,13 @@ impl Rejection {
             Rejection::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Rejection::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Rejection::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Rejection::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Rejection::Overloaded
             | Rejection::QueueFull
+            | Rejection::SpoolFull
+            | Rejection::SpoolFailed
+            | Rejection::TooManyConnections
             | Rejection::ShuttingDown
             | Rejection::NoSalt
             | Rejection::Timeout => StatusCode::SERVICE_UNAVAILABLE,
@@ -73,7 +88,12 @@ impl Rejection {
             Rejection::UnsupportedMediaType => "unsupported_media_type",
             Rejection::UnreadableBody => "unreadable_body",
             Rejection::Overloaded => "overloaded",
+            Rejection::RateLimited => "rate_limited",
             Rejection::QueueFull => "queue_full",
+            Rejection::SpoolFull => "spool_full",
+            Rejection::SpoolFailed => "spool_error",
+            Rejection::TooManyConnections => "too_many_connections",
+            Rejection::Internal => "internal_error",
             Rejection::ShuttingDown => "shutting_down",
             Rejection::NoSalt => "no_salt",
             Rejection::Timeout => "timeout",
@@ -83,21 +103,28 @@ impl Rejection {
     /// Seconds a sender should wait before retrying a 503.
     fn retry_after_s(&self) -> Option<u32> {
         match self {
-            Rejection::Overloaded | Rejection::Timeout => Some(1),
-            Rejection::QueueFull | Rejection::ShuttingDown => Some(5),
+            Rejection::Overloaded | Rejection::Timeout | Rejection::RateLimited | Rejection::TooManyConnections => {
+                Some(1)
+            }
+            Rejection::QueueFull | Rejection::SpoolFull | Rejection::ShuttingDown => Some(5),
+            Rejection::SpoolFailed => Some(30),
             Rejection::NoSalt => Some(30),
             _ => None,
         }
     }
 
-    /// The response: `{"error": "...", "field": "...", "reason": "..."}`.
-    pub fn into_response(self) -> Response<Body> {
-        let field = match &self {
+    /// `{"error": "...", "field": "...", "reason": "..."}`.
+    fn body(&self) -> String {
+        let field = match self {
             Rejection::BadBeacon(e) => e.field,
             _ => "",
         };
-        let body = serde_json::json!({ "error": self.to_string(), "field": field, "reason": self.reason() });
-        let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+        serde_json::json!({ "error": self.to_string(), "field": field, "reason": self.reason() }).to_string()
+    }
+
+    /// The response, with the body above.
+    pub fn into_response(self) -> Response<Body> {
+        let mut response = Response::new(Full::new(Bytes::from(self.body())));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -110,6 +137,22 @@ impl Rejection {
         }
         response.extensions_mut().insert(RejectedFor(self.reason()));
         response
+    }
+
+    /// The same response as raw HTTP/1.1 bytes that close the connection: for refusals made
+    /// before hyper takes a connection.
+    pub fn into_raw_http1(self) -> Vec<u8> {
+        let status = self.status();
+        let body = self.body();
+        let retry_after = self.retry_after_s().map(|s| format!("Retry-After: {s}\r\n")).unwrap_or_default();
+        format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n{retry_after}\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            body.len()
+        )
+        .into_bytes()
     }
 
     /// Errors raised by the tower layers (load shedding, timeout, body cap).
@@ -136,7 +179,9 @@ impl From<BeaconError> for Rejection {
 impl From<SubmitError> for Rejection {
     fn from(e: SubmitError) -> Self {
         match e {
-            SubmitError::Full => Rejection::QueueFull,
+            SubmitError::QueueFull => Rejection::QueueFull,
+            SubmitError::SpoolFull => Rejection::SpoolFull,
+            SubmitError::SpoolFailed => Rejection::SpoolFailed,
             SubmitError::Closed => Rejection::ShuttingDown,
         }
     }

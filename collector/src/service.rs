@@ -4,6 +4,7 @@
 use std::{
     collections::HashMap,
     convert::Infallible,
+    panic::AssertUnwindSafe,
     net::{IpAddr, SocketAddr},
     sync::{
         Arc,
@@ -20,7 +21,8 @@ use hyper_util::{
     service::TowerToHyperService,
 };
 use ipnet::IpNet;
-use tokio::net::TcpListener;
+use futures_util::FutureExt;
+use tokio::{net::TcpListener, sync::Semaphore};
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 
 use crate::{
@@ -28,9 +30,10 @@ use crate::{
     handlers,
     metrics::Metrics,
     pipeline::{Pipeline, Site},
+    rate_limit::RateLimit,
     refresh::Control,
     respond::{Body, RejectedFor, Rejection},
-    sink::SinkHandle,
+    sink::{SinkHandle, SubmitError},
     snippet::Snippet,
 };
 
@@ -41,6 +44,7 @@ pub struct App {
     /// Salts and blocklist, swapped whole by the refresher.
     pub control: Arc<Control>,
     pub sink: SinkHandle,
+    pub rate_limit: RateLimit,
     pub metrics: Arc<Metrics>,
     pub trusted_proxies: Vec<IpNet>,
     pub snippet: Snippet,
@@ -81,12 +85,19 @@ pub fn build_service(
         .concurrency_limit(config.max_concurrent_requests)
         // 4. Timeout for the whole handling of one request.
         .timeout(Duration::from_millis(config.request_timeout_ms))
-        // 5. The handler.
+        // 5. The handler, with a panic confined to its own request.
         .service_fn({
             let app = app.clone();
             move |request| {
                 let app = app.clone();
-                async move { Ok::<_, BoxError>(handlers::route(&app, request).await) }
+                async move {
+                    let handled = AssertUnwindSafe(handlers::route(&app, request)).catch_unwind().await;
+                    Ok::<_, BoxError>(handled.unwrap_or_else(|_panic| {
+                        app.metrics.http_request_panics.inc();
+                        tracing::error!("a request handler panicked; answered 500");
+                        Rejection::Internal.into_response()
+                    }))
+                }
             }
         })
         // Boxed so the stack has one nameable, `Send` type to clone per connection.
@@ -127,10 +138,9 @@ fn record(metrics: &Metrics, endpoint: &'static str, response: &Response<Body>, 
     }
 }
 
-/// Longest wait for a request's headers: slow clients cannot hold connections open.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest request head (request line and headers) read.
+/// Largest request head (request line and headers) read, and most headers.
 const MAX_HEAD_BYTES: usize = 32 * 1024;
+const MAX_HEADERS: usize = 64;
 
 /// Serves until `shutdown` resolves, then stops accepting, lets requests in flight finish
 /// (up to `grace`), and returns.
@@ -144,7 +154,12 @@ pub async fn serve(
     let service = build_service(app.clone(), config);
     let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_buf_size(MAX_HEAD_BYTES);
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(config.header_read_timeout_ms))
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS);
+    let connections = Arc::new(Semaphore::new(config.max_connections));
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -159,6 +174,11 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Ok(slot) = connections.clone().try_acquire_owned() else {
+            app.metrics.http_connections_refused.inc();
+            tokio::spawn(refuse(stream));
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let service = service.clone().map_request(move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(Peer(SocketAddr::ip(&peer)));
@@ -166,12 +186,16 @@ pub async fn serve(
         });
         let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let connection = graceful.watch(connection);
+        let metrics = app.metrics.clone();
+        metrics.http_connections.inc();
         tokio::spawn(async move {
             // Client disconnects and malformed requests end here; they carry no data worth
             // logging, and the peer address must not be logged.
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "connection ended with an error");
             }
+            metrics.http_connections.dec();
+            drop(slot);
         });
     }
     app.shutting_down.store(true, Ordering::SeqCst);
@@ -179,6 +203,14 @@ pub async fn serve(
     if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
         tracing::warn!("connections still open after the shutdown grace period; closing them");
     }
+}
+
+/// Answers a connection over the limit with a 503 and closes it, without reading from it.
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let response = Rejection::TooManyConnections.into_raw_http1();
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&response)).await;
+    let _ = stream.shutdown().await;
 }
 
 /// `/readyz`: salts for now are loaded, the sink takes work, and we are not shutting down.
@@ -189,8 +221,13 @@ pub fn readiness(app: &App) -> Result<(), &'static str> {
     if app.control.salts.load().keys_at((app.clock)()).is_none() {
         return Err("no salt loaded for the current period");
     }
-    if !app.sink.accepts_work() {
-        return Err("the sink's queue is full");
+    if let Some(refusal) = app.sink.refuses_work() {
+        return Err(match refusal {
+            SubmitError::QueueFull => "the sink's queue is full",
+            SubmitError::SpoolFull => "the spool is full",
+            SubmitError::SpoolFailed => "the spool cannot be written",
+            SubmitError::Closed => "shutting down",
+        });
     }
     Ok(())
 }

@@ -1,141 +1,261 @@
-//! The sink, as a chain: handlers `try_submit` into a bounded queue → one batcher buffers rows
-//! per table → a full or due buffer becomes a batch → the batch is inserted (RowBinary + LZ4
-//! through the clickhouse crate) with retry and backoff → its rows are counted as inserted.
+//! The sink, as a chain. Handlers `submit` encoded beacons; what happens next depends on the
+//! durability mode (RELIABILITY.md):
 //!
-//! Handlers never wait for ClickHouse and share no lock with the sink's I/O: the queue is
-//! the only meeting point. Memory is bounded: at most `queue_capacity` beacons queued, one
-//! buffer per table, and `max_inflight_batches` batches in flight; when those are all busy
-//! the batcher stops taking from the queue, the queue fills, and handlers answer 503.
+//! - `buffered`: a bounded queue → one batcher appends rows to a buffer per table → a full or
+//!   due buffer becomes a [`Batch`] → one insert attempt → on a transient error the batch is
+//!   spilled to the [`Spool`] → the shipper replays it when ClickHouse is back.
+//! - `fsync`: a bounded queue → one committer thread appends each group of beacons to the
+//!   spool's write-ahead log and fsyncs before their handlers answer → sealed segments are
+//!   inserted by the shipper.
 //!
-//! Which errors are permanent is decided in one place, [`is_permanent`].
+//! Either way the shipper (one task per table) owns every retry: it inserts sealed segments
+//! oldest first, with exponential backoff and jitter, and deletes a segment only after
+//! ClickHouse acknowledged it. A batch refused for its data goes to the dead letters and the
+//! rest keeps flowing. Memory is bounded by the queue, one buffer per table and
+//! `max_inflight_batches`; disk by `[spool] max_bytes`. When both are full, handlers answer
+//! 503. Which errors are permanent is decided in one place, [`is_permanent`].
 
 use std::{
     hash::{BuildHasher, RandomState},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc as std_mpsc,
+    },
     time::{Duration, Instant},
 };
 
-use clickhouse::{Client, RowOwned, RowWrite, error::Error as ChError};
-use store::{AudienceRow, Databases, TroubleshootingRow};
-use tokio::sync::{Notify, Semaphore, mpsc};
+use bytes::Bytes;
+use clickhouse::{Client, error::Error as ChError};
+use store::Databases;
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
-use crate::{config::SinkConfig, metrics::Metrics, pipeline::Pseudonymised};
+use crate::{
+    batch::{Batch, EncodedBeacon, Table},
+    config::{Durability, SinkConfig, SpoolConfig},
+    metrics::Metrics,
+    spool::{Spool, SpoolError, Wal},
+};
 
-/// The handlers' end of the queue.
-#[derive(Clone)]
-pub struct SinkHandle {
-    tx: mpsc::Sender<Pseudonymised>,
-    metrics: Arc<Metrics>,
-}
-
+/// Why a beacon was not taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SubmitError {
     #[error("the sink's queue is full")]
-    Full,
+    QueueFull,
+    #[error("the spool is full")]
+    SpoolFull,
+    #[error("the spool cannot be written")]
+    SpoolFailed,
     #[error("the sink is shutting down")]
     Closed,
 }
 
+impl From<&SpoolError> for SubmitError {
+    fn from(error: &SpoolError) -> Self {
+        match error {
+            SpoolError::Full => SubmitError::SpoolFull,
+            SpoolError::Io(_) => SubmitError::SpoolFailed,
+        }
+    }
+}
+
+/// The handlers' end of the sink.
+#[derive(Clone)]
+pub struct SinkHandle {
+    intake: Intake,
+    spool: Arc<Spool>,
+    metrics: Arc<Metrics>,
+}
+
+#[derive(Clone)]
+enum Intake {
+    Buffered(mpsc::Sender<EncodedBeacon>),
+    Fsync { tx: std_mpsc::SyncSender<Commit>, closed: Arc<AtomicBool> },
+}
+
+/// A beacon for the committer, and where to say that it is on disk.
+struct Commit {
+    beacon: EncodedBeacon,
+    done: oneshot::Sender<Result<(), SubmitError>>,
+}
+
 impl SinkHandle {
-    /// Queues rows without waiting.
-    pub fn try_submit(&self, rows: Pseudonymised) -> Result<(), SubmitError> {
-        match self.tx.try_send(rows) {
-            Ok(()) => {
+    /// Takes a beacon. In `buffered` mode this never waits; in `fsync` mode it returns once the
+    /// beacon is fsynced in the spool.
+    pub async fn submit(&self, beacon: EncodedBeacon) -> Result<(), SubmitError> {
+        match &self.intake {
+            Intake::Buffered(tx) => {
+                tx.try_send(beacon).map_err(|error| match error {
+                    mpsc::error::TrySendError::Full(_) => SubmitError::QueueFull,
+                    mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
+                })?;
                 self.metrics.sink_queue_beacons.inc();
                 Ok(())
             }
-            Err(mpsc::error::TrySendError::Full(_)) => Err(SubmitError::Full),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(SubmitError::Closed),
+            Intake::Fsync { tx, closed } => {
+                if closed.load(Ordering::SeqCst) {
+                    return Err(SubmitError::Closed);
+                }
+                let (done, committed) = oneshot::channel();
+                tx.try_send(Commit { beacon, done }).map_err(|error| match error {
+                    std_mpsc::TrySendError::Full(_) => SubmitError::QueueFull,
+                    std_mpsc::TrySendError::Disconnected(_) => SubmitError::Closed,
+                })?;
+                self.metrics.sink_queue_beacons.inc();
+                // A dropped sender means the committer stopped before this beacon was written.
+                committed.await.unwrap_or(Err(SubmitError::Closed))
+            }
         }
     }
 
-    /// Whether a beacon would be queued now: open and not full.
-    pub fn accepts_work(&self) -> bool {
-        !self.tx.is_closed() && self.tx.capacity() > 0
+    /// Why a beacon would be refused now, if it would be.
+    pub fn refuses_work(&self) -> Option<SubmitError> {
+        match &self.intake {
+            Intake::Buffered(tx) if tx.is_closed() => Some(SubmitError::Closed),
+            Intake::Buffered(tx) if tx.capacity() == 0 => Some(SubmitError::QueueFull),
+            Intake::Buffered(_) => None,
+            Intake::Fsync { closed, .. } if closed.load(Ordering::SeqCst) => Some(SubmitError::Closed),
+            Intake::Fsync { .. } => self.spool.would_refuse(1).then_some(SubmitError::SpoolFull),
+        }
     }
 }
 
 /// The running sink, for shutting it down.
 pub struct Sink {
     stop: Arc<Notify>,
-    batcher: tokio::task::JoinHandle<()>,
-    metrics: Arc<Metrics>,
+    intake: tokio::task::JoinHandle<()>,
+    shippers: Vec<tokio::task::JoinHandle<()>>,
+    delivery: Arc<Delivery>,
 }
 
-/// What shutdown could not deliver.
+/// What shutdown left behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShutdownReport {
-    /// Rows buffered or in flight when the deadline passed; beacons still queued are not
-    /// counted here (they are in `sink_queue_beacons`).
-    pub rows_not_inserted: i64,
+    /// Rows neither inserted nor spooled when the deadline passed: lost.
+    pub rows_lost: i64,
+    /// Bytes left in the spool, replayed at the next start.
+    pub spool_bytes: u64,
 }
 
 impl Sink {
-    /// `insert_timeout` bounds each of an insert's sends and its completion.
+    /// Starts the intake for the configured durability and one shipper per table, which
+    /// begins by replaying what the spool already holds.
     pub fn spawn(
         client: Client,
         databases: &Databases,
         config: SinkConfig,
+        spool_config: &SpoolConfig,
+        spool: Arc<Spool>,
         insert_timeout: Duration,
         metrics: Arc<Metrics>,
     ) -> (SinkHandle, Sink) {
-        let (tx, rx) = mpsc::channel(config.queue_capacity);
-        let stop = Arc::new(Notify::new());
-        let inserter = Arc::new(Inserter {
-            client,
+        let delivery = Arc::new(Delivery {
+            inserter: Inserter {
+                client,
+                // The ingest role inserts into Null tables whose views route rows to the stores.
+                tables: [databases.ingest_audience(), databases.ingest_troubleshooting()],
+                timeout: insert_timeout,
+                send_token: AtomicBool::new(true),
+                healthy: AtomicBool::new(true),
+                metrics: metrics.clone(),
+            },
+            spool: spool.clone(),
             semaphore: Arc::new(Semaphore::new(config.max_inflight_batches)),
             config: config.clone(),
-            insert_timeout,
             metrics: metrics.clone(),
         });
-        let batcher = Batcher {
-            // The ingest role inserts into Null tables whose views route rows to the stores.
-            audience: Buffer::new(databases.ingest_audience(), "audience"),
-            troubleshooting: Buffer::new(databases.ingest_troubleshooting(), "troubleshooting"),
-            inserter,
+        let stop = Arc::new(Notify::new());
+        let (intake, task) = match config.durability {
+            Durability::Buffered => {
+                let (tx, rx) = mpsc::channel(config.queue_capacity);
+                let batcher = Batcher { buffers: Table::ALL.map(Buffer::new), delivery: delivery.clone() };
+                (Intake::Buffered(tx), tokio::spawn(batcher.run(rx, stop.clone())))
+            }
+            Durability::Fsync => {
+                let (tx, rx) = std_mpsc::sync_channel(config.queue_capacity);
+                let closed = Arc::new(AtomicBool::new(false));
+                let wal = Wal::new(
+                    spool.clone(),
+                    spool_config.segment_bytes,
+                    Duration::from_millis(config.flush_interval_ms),
+                );
+                let committer = Committer { rx, wal, closed: closed.clone(), metrics: metrics.clone() };
+                let tick = Duration::from_millis(config.flush_interval_ms / 4).clamp(Duration::from_millis(5), Duration::from_millis(100));
+                let thread = tokio::task::spawn_blocking(move || committer.run(tick));
+                let stop_signal = stop.clone();
+                let closer = closed.clone();
+                let task = tokio::spawn(async move {
+                    stop_signal.notified().await;
+                    closer.store(true, Ordering::SeqCst);
+                    if let Err(error) = thread.await {
+                        tracing::error!(%error, "the spool committer failed");
+                    }
+                });
+                (Intake::Fsync { tx, closed }, task)
+            }
         };
-        let task = tokio::spawn(batcher.run(rx, stop.clone()));
-        (SinkHandle { tx, metrics: metrics.clone() }, Sink { stop, batcher: task, metrics })
+        let shippers = Table::ALL.into_iter().map(|table| tokio::spawn(delivery.clone().ship(table))).collect();
+        let handle = SinkHandle { intake, spool: spool.clone(), metrics: metrics.clone() };
+        (handle, Sink { stop, intake: task, shippers, delivery })
     }
 
-    /// Stops taking new rows, inserts everything buffered, and waits for in-flight batches
-    /// until `deadline`. Rows still not inserted by then are reported (and lost until the
-    /// disk spool exists).
+    /// Stops taking beacons; inserts or spools everything in memory; then replays the spool
+    /// until `deadline`. Whatever is still spooled then waits for the next start.
     pub async fn shutdown(self, deadline: Duration) -> ShutdownReport {
+        let until = tokio::time::Instant::now() + deadline;
         self.stop.notify_one();
-        match tokio::time::timeout(deadline, self.batcher).await {
-            Ok(Ok(())) => ShutdownReport { rows_not_inserted: 0 },
-            Ok(Err(error)) => {
-                tracing::error!(%error, "the batcher failed during shutdown");
-                ShutdownReport { rows_not_inserted: self.metrics.sink_pending_rows.get() }
-            }
-            Err(_elapsed) => ShutdownReport { rows_not_inserted: self.metrics.sink_pending_rows.get() },
+        if tokio::time::timeout_at(until, self.intake).await.is_err() {
+            tracing::error!("the deadline passed before the sink had inserted or spooled everything");
         }
+        // Replaying is worth waiting for only while ClickHouse takes inserts.
+        let Delivery { spool, inserter, metrics, .. } = &*self.delivery;
+        while !spool.is_empty() && inserter.healthy.load(Ordering::Relaxed) && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.shippers.iter().for_each(|shipper| shipper.abort());
+        ShutdownReport { rows_lost: metrics.sink_pending_rows.get(), spool_bytes: spool.bytes() }
     }
 }
 
+/// `buffered` mode: batches rows in memory.
 struct Batcher {
-    audience: Buffer<AudienceRow>,
-    troubleshooting: Buffer<TroubleshootingRow>,
-    inserter: Arc<Inserter>,
+    buffers: [Buffer; 2],
+    delivery: Arc<Delivery>,
+}
+
+struct Buffer {
+    batch: Batch,
+    since: Option<Instant>,
+}
+
+impl Buffer {
+    fn new(table: Table) -> Self {
+        Self { batch: Batch::new(table), since: None }
+    }
+
+    fn take(&mut self) -> Batch {
+        self.since = None;
+        let table = self.batch.table;
+        std::mem::replace(&mut self.batch, Batch::new(table))
+    }
 }
 
 impl Batcher {
-    async fn run(mut self, mut rx: mpsc::Receiver<Pseudonymised>, stop: Arc<Notify>) {
-        let interval = Duration::from_millis(self.inserter.config.flush_interval_ms);
+    async fn run(mut self, mut rx: mpsc::Receiver<EncodedBeacon>, stop: Arc<Notify>) {
+        let interval = Duration::from_millis(self.delivery.config.flush_interval_ms);
         let mut tick = tokio::time::interval((interval / 4).max(Duration::from_millis(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stopping = false;
         loop {
             tokio::select! {
                 message = rx.recv() => match message {
-                    Some(rows) => {
-                        self.inserter.metrics.sink_queue_beacons.dec();
-                        self.push(rows).await;
+                    Some(beacon) => {
+                        self.delivery.metrics.sink_queue_beacons.dec();
+                        self.push(&beacon).await;
                     }
                     None => break,
                 },
-                _ = tick.tick() => self.flush_due(interval).await,
+                _ = tick.tick() => self.flush(|since| since.elapsed() >= interval).await,
                 _ = stop.notified(), if !stopping => {
                     // Refuse new beacons but drain what is queued.
                     stopping = true;
@@ -143,216 +263,310 @@ impl Batcher {
                 }
             }
         }
-        self.flush_due(Duration::ZERO).await;
-        self.inserter.wait_idle().await;
+        self.flush(|_| true).await;
+        self.delivery.wait_idle().await;
     }
 
-    async fn push(&mut self, rows: Pseudonymised) {
-        let (audience, troubleshooting) = rows.into_parts();
-        let config = &self.inserter.config;
-        let rows = u8::from(audience.is_some()) + u8::from(troubleshooting.is_some());
-        self.inserter.metrics.sink_pending_rows.add(i64::from(rows));
-        if let Some(row) = audience
-            && self.audience.push(row, config)
-        {
-            self.inserter.dispatch(&mut self.audience).await;
-        }
-        if let Some(row) = troubleshooting
-            && self.troubleshooting.push(row, config)
-        {
-            self.inserter.dispatch(&mut self.troubleshooting).await;
+    async fn push(&mut self, beacon: &EncodedBeacon) {
+        let config = &self.delivery.config;
+        self.delivery.metrics.sink_pending_rows.add(i64::from(beacon.rows()));
+        for table in Table::ALL {
+            let Some(row) = beacon.row(table) else { continue };
+            let buffer = &mut self.buffers[table.index()];
+            buffer.batch.push(row);
+            buffer.since.get_or_insert_with(Instant::now);
+            if buffer.batch.rows as usize >= config.max_batch_rows || buffer.batch.bytes.len() >= config.max_batch_bytes {
+                self.delivery.dispatch(buffer.take()).await;
+            }
         }
     }
 
-    async fn flush_due(&mut self, age: Duration) {
-        if self.audience.is_due(age) {
-            self.inserter.dispatch(&mut self.audience).await;
-        }
-        if self.troubleshooting.is_due(age) {
-            self.inserter.dispatch(&mut self.troubleshooting).await;
+    async fn flush(&mut self, due: impl Fn(Instant) -> bool) {
+        for buffer in &mut self.buffers {
+            if buffer.since.is_some_and(&due) {
+                self.delivery.dispatch(buffer.take()).await;
+            }
         }
     }
 }
 
-/// One table's rows waiting for an insert.
-struct Buffer<R> {
-    table: Arc<str>,
-    label: &'static str,
-    rows: Vec<R>,
-    bytes: usize,
-    since: Option<Instant>,
-}
-
-impl<R: SinkRow> Buffer<R> {
-    fn new(table: String, label: &'static str) -> Self {
-        Self { table: table.into(), label, rows: Vec::new(), bytes: 0, since: None }
-    }
-
-    /// Adds a row; true when the buffer is full and must be dispatched.
-    fn push(&mut self, row: R, config: &SinkConfig) -> bool {
-        self.bytes += row.approx_bytes();
-        self.rows.push(row);
-        self.since.get_or_insert_with(Instant::now);
-        self.rows.len() >= config.max_batch_rows || self.bytes >= config.max_batch_bytes
-    }
-
-    fn is_due(&self, age: Duration) -> bool {
-        self.since.is_some_and(|since| since.elapsed() >= age)
-    }
-
-    fn take(&mut self) -> Vec<R> {
-        self.bytes = 0;
-        self.since = None;
-        std::mem::take(&mut self.rows)
-    }
-}
-
-/// A row the sink can batch: RowBinary-serialisable, with a size estimate for batching.
-trait SinkRow: RowOwned + RowWrite + Send + Sync {
-    fn approx_bytes(&self) -> usize;
-}
-
-/// What a row costs in memory: the struct, its text, and about 16 bytes of allocator overhead
-/// per heap allocation. An estimate, so that `max_batch_bytes` bounds real memory.
-fn row_bytes<'a>(struct_size: usize, texts: impl IntoIterator<Item = &'a String>) -> usize {
-    struct_size + texts.into_iter().map(|s| if s.is_empty() { 0 } else { s.len() + 16 }).sum::<usize>()
-}
-
-impl SinkRow for AudienceRow {
-    fn approx_bytes(&self) -> usize {
-        let r = self;
-        row_bytes(
-            std::mem::size_of::<Self>(),
-            [
-                &r.site,
-                &r.host,
-                &r.path,
-                &r.query,
-                &r.utm_source,
-                &r.utm_medium,
-                &r.utm_campaign,
-                &r.utm_term,
-                &r.utm_content,
-                &r.ref_host,
-                &r.ref_path,
-                &r.name,
-                &r.browser,
-                &r.browser_version,
-                &r.os,
-                &r.os_version,
-                &r.device,
-                &r.country,
-                &r.region,
-                &r.city,
-                &r.lang,
-            ]
-            .into_iter()
-            .chain(&r.prop_keys)
-            .chain(&r.prop_values),
-        )
-    }
-}
-
-impl SinkRow for TroubleshootingRow {
-    fn approx_bytes(&self) -> usize {
-        let r = self;
-        row_bytes(
-            std::mem::size_of::<Self>(),
-            [
-                &r.site,
-                &r.network,
-                &r.as_org,
-                &r.country,
-                &r.host,
-                &r.path,
-                &r.ref_host,
-                &r.ref_path,
-                &r.name,
-                &r.user_agent,
-                &r.browser,
-                &r.browser_version,
-                &r.os,
-                &r.os_version,
-                &r.device,
-                &r.error_message,
-                &r.error_source,
-                &r.error_stack,
-            ],
-        )
-    }
-}
-
-struct Inserter {
-    client: Client,
-    semaphore: Arc<Semaphore>,
-    config: SinkConfig,
-    insert_timeout: Duration,
+/// `fsync` mode: group commit into the write-ahead log, on its own thread.
+struct Committer {
+    rx: std_mpsc::Receiver<Commit>,
+    wal: Wal,
+    closed: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
 }
 
-impl Inserter {
-    /// Hands a buffer's rows to an insert task; waits for a free slot first, which is how
+/// Most beacons in one group commit.
+const MAX_GROUP: usize = 4096;
+
+impl Committer {
+    fn run(mut self, tick: Duration) {
+        loop {
+            match self.rx.recv_timeout(tick) {
+                Ok(first) => self.commit_group(first),
+                Err(std_mpsc::RecvTimeoutError::Timeout) if self.closed.load(Ordering::SeqCst) => break,
+                Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            self.wal.seal_due();
+        }
+        self.wal.seal_all();
+    }
+
+    /// While one group is being fsynced the next one queues up: that is the group commit.
+    fn commit_group(&mut self, first: Commit) {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match self.rx.try_recv() {
+                Ok(commit) => group.push(commit),
+                Err(_) => break,
+            }
+        }
+        self.metrics.sink_queue_beacons.sub(group.len() as i64);
+        let mut staged = Vec::with_capacity(group.len());
+        for Commit { beacon, done } in group {
+            match self.wal.stage(&beacon) {
+                Ok(()) => staged.push(done),
+                Err(error) => {
+                    let _ = done.send(Err(SubmitError::from(&error)));
+                }
+            }
+        }
+        let result = self.wal.commit().map_err(|error| {
+            tracing::error!(%error, "cannot write the spool; refusing beacons");
+            SubmitError::from(&error)
+        });
+        for done in staged {
+            let _ = done.send(result);
+        }
+    }
+}
+
+/// Inserting, spilling, replaying: shared by the batcher's deliveries and the shippers.
+struct Delivery {
+    inserter: Inserter,
+    spool: Arc<Spool>,
+    /// Batches in memory beyond the buffers (`buffered` mode).
+    semaphore: Arc<Semaphore>,
+    config: SinkConfig,
+    metrics: Arc<Metrics>,
+}
+
+impl Delivery {
+    /// Hands a batch to a delivery task; waits for a free slot first, which is how
     /// backpressure reaches the queue.
-    async fn dispatch<R: SinkRow>(self: &Arc<Self>, buffer: &mut Buffer<R>) {
-        if buffer.rows.is_empty() {
+    async fn dispatch(self: &Arc<Self>, batch: Batch) {
+        if batch.is_empty() {
             return;
         }
         let permit = self.semaphore.clone().acquire_owned().await.expect("the semaphore is never closed");
-        let rows = buffer.take();
-        let (table, label) = (buffer.table.clone(), buffer.label);
         self.metrics.sink_inflight_batches.inc();
         let this = self.clone();
         tokio::spawn(async move {
-            this.insert_with_retry(&table, label, &rows).await;
-            this.metrics.sink_pending_rows.sub(rows.len() as i64);
+            let rows = i64::from(batch.rows);
+            this.deliver(batch).await;
+            this.metrics.sink_pending_rows.sub(rows);
             this.metrics.sink_inflight_batches.dec();
             drop(permit);
         });
     }
 
-    async fn insert_with_retry<R: SinkRow>(&self, table: &str, label: &'static str, rows: &[R]) {
-        let mut backoff = Duration::from_millis(self.config.retry_initial_backoff_ms);
-        let max_backoff = Duration::from_millis(self.config.retry_max_backoff_ms);
+    /// Inserts a batch, or spills it to the spool if ClickHouse is unavailable; while the
+    /// spool is full too, keeps trying both with backoff (holding its slot, so the queue
+    /// fills and handlers answer 503).
+    async fn deliver(&self, mut batch: Batch) {
+        let mut backoff = self.backoff();
+        // While the shipper is still replaying, ClickHouse is probably down: spill at once.
+        let mut try_insert = self.inserter.healthy.load(Ordering::Relaxed) || self.spool.is_empty();
         loop {
-            let started = Instant::now();
-            let result = self.insert_once(table, rows).await;
-            self.metrics.sink_insert_duration.with_label_values(&[label]).observe(started.elapsed().as_secs_f64());
-            match result {
-                Ok(()) => {
-                    self.metrics.sink_inserts.with_label_values(&[label, "ok"]).inc();
-                    self.metrics.sink_rows.with_label_values(&[label, "inserted"]).inc_by(rows.len() as u64);
-                    tracing::debug!(table, rows = rows.len(), "batch inserted");
-                    return;
+            if try_insert {
+                match self.inserter.insert(&batch).await {
+                    Ok(()) => return,
+                    Err(InsertError::Permanent(error)) => return self.dead_letter(batch, &error).await,
+                    Err(InsertError::Transient) => {}
                 }
-                Err(error) if is_permanent(&error) => {
-                    self.metrics.sink_inserts.with_label_values(&[label, "permanent_error"]).inc();
-                    self.metrics.sink_rows.with_label_values(&[label, "failed"]).inc_by(rows.len() as u64);
-                    tracing::error!(table, rows = rows.len(), %error, "ClickHouse refused a batch for its data; the batch is dropped");
-                    return;
-                }
+            }
+            let spool = self.spool.clone();
+            let (returned, written) = tokio::task::spawn_blocking(move || {
+                let written = spool.write_batch(&batch);
+                (batch, written)
+            })
+            .await
+            .expect("spool writes do not panic");
+            batch = returned;
+            match written {
+                Ok(()) => return,
                 Err(error) => {
-                    self.metrics.sink_inserts.with_label_values(&[label, "transient_error"]).inc();
-                    let delay = with_jitter(backoff);
-                    tracing::warn!(table, rows = rows.len(), %error, retry_in_ms = delay.as_millis() as u64, "insert failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    backoff = (backoff * 2).min(max_backoff);
+                    tracing::warn!(table = batch.table.label(), rows = batch.rows, %error, "cannot spool a batch; it waits in memory");
+                }
+            }
+            tokio::time::sleep(with_jitter(backoff.next())).await;
+            try_insert = true;
+        }
+    }
+
+    /// One table's replay loop: the oldest sealed segment first; deleted once inserted.
+    async fn ship(self: Arc<Self>, table: Table) {
+        loop {
+            let Some(segment) = self.spool.oldest(table) else {
+                self.spool.sealed(table).await;
+                continue;
+            };
+            let spool = self.spool.clone();
+            let read = {
+                let segment = segment.clone();
+                tokio::task::spawn_blocking(move || spool.read(&segment)).await.expect("spool reads do not panic")
+            };
+            let replay = match read {
+                Ok(replay) => replay,
+                Err(error) => {
+                    tracing::error!(%error, "cannot read a spool segment; moving it to the dead letters");
+                    self.blocking(move |s| s.dead_letter_segment(&segment, 0, &format!("unreadable: {error}"))).await;
+                    continue;
+                }
+            };
+            let rows = replay.batch.rows;
+            let mut backoff = self.backoff();
+            loop {
+                if replay.batch.is_empty() {
+                    let segment = segment.clone();
+                    self.blocking(move |s| s.remove(&segment, 0)).await;
+                    break;
+                }
+                match self.inserter.insert(&replay.batch).await {
+                    Ok(()) => {
+                        let segment = segment.clone();
+                        self.blocking(move |s| s.remove(&segment, rows)).await;
+                        break;
+                    }
+                    Err(InsertError::Permanent(error)) => {
+                        let (segment, reason) = (segment.clone(), error.to_string());
+                        self.blocking(move |s| s.dead_letter_segment(&segment, rows, &reason)).await;
+                        break;
+                    }
+                    Err(InsertError::Transient) => tokio::time::sleep(with_jitter(backoff.next())).await,
                 }
             }
         }
     }
 
-    async fn insert_once<R: SinkRow>(&self, table: &str, rows: &[R]) -> Result<(), ChError> {
-        let timeout = Some(self.insert_timeout);
-        let mut insert = self.client.insert_unescaped::<R>(table).await?.with_timeouts(timeout, timeout);
-        for row in rows {
-            insert.write(row).await?;
+    /// Runs a spool operation off the async threads; logs its failure.
+    async fn blocking(&self, operation: impl FnOnce(&Spool) -> std::io::Result<()> + Send + 'static) {
+        let spool = self.spool.clone();
+        let result = tokio::task::spawn_blocking(move || operation(&spool)).await.expect("spool operations do not panic");
+        if let Err(error) = result {
+            tracing::error!(%error, "spool operation failed");
         }
-        insert.end().await
+    }
+
+    async fn dead_letter(&self, batch: Batch, error: &ChError) {
+        let (table, rows, reason) = (batch.table, batch.rows, error.to_string());
+        let spool = self.spool.clone();
+        let kept = tokio::task::spawn_blocking(move || spool.dead_letter_batch(&batch, &reason))
+            .await
+            .expect("spool writes do not panic");
+        if !matches!(kept, Ok(true)) {
+            tracing::error!(table = table.label(), rows, ?kept, "cannot keep a refused batch as a dead letter; discarded");
+            self.metrics.sink_rows.with_label_values(&[table.label(), "discarded"]).inc_by(u64::from(rows));
+        }
+    }
+
+    fn backoff(&self) -> Backoff {
+        Backoff {
+            next: Duration::from_millis(self.config.retry_initial_backoff_ms),
+            max: Duration::from_millis(self.config.retry_max_backoff_ms),
+        }
     }
 
     async fn wait_idle(&self) {
         let all = u32::try_from(self.config.max_inflight_batches).unwrap_or(u32::MAX);
         let _ = self.semaphore.acquire_many(all).await;
+    }
+}
+
+struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        let current = self.next;
+        self.next = (self.next * 2).min(self.max);
+        current
+    }
+}
+
+enum InsertError {
+    /// Refused for its data: retrying cannot help.
+    Permanent(ChError),
+    Transient,
+}
+
+struct Inserter {
+    client: Client,
+    /// `<prefix>_ingest.<table>`, by [`Table::index`].
+    tables: [String; 2],
+    timeout: Duration,
+    /// Cleared when the server does not know `insert_deduplication_token` (before 22.2).
+    send_token: AtomicBool,
+    /// Whether the last insert succeeded.
+    healthy: AtomicBool,
+    metrics: Arc<Metrics>,
+}
+
+/// ClickHouse's UNKNOWN_SETTING.
+const UNKNOWN_SETTING: u32 = 115;
+
+impl Inserter {
+    /// One insert (plus one more if the server turns out not to know the token setting).
+    async fn insert(&self, batch: &Batch) -> Result<(), InsertError> {
+        let label = batch.table.label();
+        loop {
+            let token = self.send_token.load(Ordering::Relaxed).then(|| batch.token());
+            let started = Instant::now();
+            let result = self.insert_once(batch, token.as_deref()).await;
+            self.metrics.sink_insert_duration.with_label_values(&[label]).observe(started.elapsed().as_secs_f64());
+            let error = match result {
+                Ok(()) => {
+                    self.healthy.store(true, Ordering::Relaxed);
+                    self.metrics.sink_inserts.with_label_values(&[label, "ok"]).inc();
+                    self.metrics.sink_rows.with_label_values(&[label, "inserted"]).inc_by(u64::from(batch.rows));
+                    tracing::debug!(table = label, rows = batch.rows, "batch inserted");
+                    return Ok(());
+                }
+                Err(error) => error,
+            };
+            if token.is_some() && error_code(&error) == Some(UNKNOWN_SETTING) {
+                self.send_token.store(false, Ordering::Relaxed);
+                tracing::info!("this ClickHouse has no insert_deduplication_token (before 22.2): a replayed batch may be counted twice");
+                continue;
+            }
+            if is_permanent(&error) {
+                self.metrics.sink_inserts.with_label_values(&[label, "permanent_error"]).inc();
+                tracing::error!(table = label, rows = batch.rows, %error, "ClickHouse refused a batch for its data; it goes to the dead letters");
+                return Err(InsertError::Permanent(error));
+            }
+            self.healthy.store(false, Ordering::Relaxed);
+            self.metrics.sink_inserts.with_label_values(&[label, "transient_error"]).inc();
+            tracing::warn!(table = label, rows = batch.rows, %error, "insert failed; the batch will be retried from the spool");
+            return Err(InsertError::Transient);
+        }
+    }
+
+    async fn insert_once(&self, batch: &Batch, token: Option<&str>) -> Result<(), ChError> {
+        let table = &self.tables[batch.table.index()];
+        let mut insert = self
+            .client
+            .insert_formatted_with(format!("INSERT INTO {table} FORMAT RowBinary"))
+            .with_timeouts(Some(self.timeout), Some(self.timeout));
+        if let Some(token) = token {
+            insert = insert.with_setting("insert_deduplication_token", token);
+        }
+        insert.send(Bytes::copy_from_slice(&batch.bytes)).await?;
+        insert.end().await
     }
 }
 
@@ -363,14 +577,15 @@ pub fn is_permanent(error: &ChError) -> bool {
     // Codes of ClickHouse's ErrorCodes.cpp meaning "this data cannot be inserted".
     const DATA_ERRORS: [u32; 14] = [6, 26, 27, 32, 33, 38, 41, 53, 69, 70, 72, 117, 131, 349];
     match error {
-        ChError::BadResponse(message) => exception_code(message).is_some_and(|c| DATA_ERRORS.contains(&c)),
+        ChError::BadResponse(_) => error_code(error).is_some_and(|c| DATA_ERRORS.contains(&c)),
         ChError::DataFormat(_) | ChError::SequenceMustHaveLength | ChError::Custom(_) => true,
         _ => false,
     }
 }
 
-/// The `Code: N` of a ClickHouse exception message.
-fn exception_code(message: &str) -> Option<u32> {
+/// The `Code: N` of a ClickHouse exception.
+fn error_code(error: &ChError) -> Option<u32> {
+    let ChError::BadResponse(message) = error else { return None };
     let rest = &message[message.find("Code: ")? + 6..];
     let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
     rest[..end].parse().ok()
@@ -395,6 +610,7 @@ mod tests {
         assert!(!is_permanent(&bad("Code: 241. DB::Exception: Memory limit exceeded")));
         assert!(!is_permanent(&bad("502 Bad Gateway")));
         assert!(!is_permanent(&ChError::TimedOut));
+        assert_eq!(error_code(&bad("Code: 115, e.displayText() = DB::Exception: Unknown setting x")), Some(115));
     }
 
     #[test]
@@ -403,5 +619,12 @@ mod tests {
             let d = with_jitter(Duration::from_millis(1000));
             assert!(d >= Duration::from_millis(500) && d < Duration::from_millis(1000), "{d:?}");
         }
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_limit() {
+        let mut b = Backoff { next: Duration::from_millis(100), max: Duration::from_millis(300) };
+        let delays: Vec<_> = (0..4).map(|_| b.next().as_millis()).collect();
+        assert_eq!(delays, [100, 200, 300, 300]);
     }
 }

@@ -4,8 +4,8 @@
 //! ([`ClickHouseConfig`]), what the databases are called ([`Databases`]), the columns of every
 //! table ([`AudienceRow`], [`TroubleshootingRow`], [`SaltRow`], [`MigrationRow`], kept in step
 //! with the DDL by a test against a real server), the DDL itself ([`BOOTSTRAP`] and the
-//! versioned [`MIGRATIONS`]), and how pseudonyms are computed ([`pseudonym`]). The crate does
-//! no I/O of its own beyond building a client.
+//! versioned [`MIGRATIONS`]), how rows are encoded ([`rowbinary`]) and how pseudonyms are
+//! computed ([`pseudonym`]). The crate does no I/O of its own beyond building a client.
 
 mod config;
 mod databases;
@@ -13,6 +13,7 @@ mod migrations;
 pub mod pseudonym;
 pub mod roles;
 mod rollups;
+pub mod rowbinary;
 mod rows;
 
 pub use crate::{
