@@ -22,8 +22,8 @@ use crate::{
     refresh::{self, Control},
     service::{self, App},
     sink::Sink,
-    spool::Spool,
     snippet::Snippet,
+    spool::Spool,
 };
 
 /// Distinct User-Agents remembered; real traffic has a few thousand.

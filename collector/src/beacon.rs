@@ -129,10 +129,11 @@ fn from_map(map: &Map<String, Value>) -> Result<Beacon, BeaconError> {
         None | Some("") => None,
         Some(r) => Some(absolute_url("ref", r)?),
     };
-    let name = optional_str(map, "name")?.map(|n| cut(n, MAX_NAME_CHARS));
-    if kind == EventType::Event && name.as_deref().is_none_or(str::is_empty) {
+    let name = optional_str(map, "name")?;
+    if kind == EventType::Event && name.is_none_or(str::is_empty) {
         return Err(err("name", "an event needs a name"));
     }
+    let name = name.map(|n| cut_text(n, MAX_NAME_CHARS));
     let screen_width = match map.get("sw") {
         None | Some(Value::Null) => None,
         Some(v) => Some(
@@ -202,14 +203,14 @@ fn props(map: &Map<String, Value>) -> Result<Vec<(String, String)>, BeaconError>
         .iter()
         .map(|(k, v)| {
             let value = match v {
-                Value::String(s) => cut(s, MAX_PROP_VALUE_CHARS),
+                Value::String(s) => cut_text(s, MAX_PROP_VALUE_CHARS),
                 Value::Number(n) => n.to_string(),
                 Value::Bool(b) => b.to_string(),
                 _ => {
                     return Err(err("props", format!("property {:?} must be a string, number or boolean", cut(k, 40))));
                 }
             };
-            Ok((cut(k, MAX_PROP_KEY_CHARS), value))
+            Ok((cut_text(k, MAX_PROP_KEY_CHARS), value))
         })
         .collect()
 }
@@ -246,16 +247,15 @@ fn timing(t: &Map<String, Value>) -> Result<Timing, BeaconError> {
 
 fn error_report(e: &Map<String, Value>) -> Result<ErrorReport, BeaconError> {
     let text = |key: &str, max: usize| match e.get(key) {
-        Some(Value::String(s)) => cut(s, max),
+        Some(Value::String(s)) => cut_text(s, max),
         _ => String::new(),
     };
     let number = |key: &str| e.get(key).and_then(Value::as_u64).map_or(0, |n| n.min(u64::from(u32::MAX)) as u32);
-    let message = text("msg", MAX_ERROR_MESSAGE_CHARS);
-    if message.is_empty() {
+    if e.get("msg").and_then(Value::as_str).is_none_or(str::is_empty) {
         return Err(err("err", "err.msg is required"));
     }
     Ok(ErrorReport {
-        message,
+        message: text("msg", MAX_ERROR_MESSAGE_CHARS),
         source: text("src", MAX_ERROR_SOURCE_CHARS),
         line: number("line"),
         col: number("col"),
@@ -269,6 +269,22 @@ fn cut(s: &str, max: usize) -> String {
         Some((end, _)) => s[..end].to_owned(),
         None => s.to_owned(),
     }
+}
+
+/// [`cut`] for free text, which the pipeline scrubs later. A cut through an e-mail address
+/// leaves a piece the scrubber cannot recognise (`ivan@corp.mail.r`), so a word the cut
+/// splits goes whole if it holds an `@` (or `%40`).
+fn cut_text(s: &str, max: usize) -> String {
+    let mut text = cut(s, max);
+    if text.len() < s.len() {
+        let kept =
+            text.trim_end_matches(|c: char| c.is_alphanumeric() || matches!(c, '.' | '_' | '%' | '+' | '-' | '@'));
+        let word = &text[kept.len()..];
+        if word.contains('@') || word.contains("%40") {
+            text.truncate(kept.len());
+        }
+    }
+    text
 }
 
 #[cfg(test)]
@@ -359,5 +375,8 @@ mod tests {
     fn cuts_long_text_on_char_boundary() {
         assert_eq!(cut("привет", 3), "при");
         assert_eq!(cut("ab", 3), "ab");
+        assert_eq!(cut_text("mail ivan@corp.mail.ru", 17), "mail ");
+        assert_eq!(cut_text("mail ivan%40corp.mail.ru", 19), "mail ");
+        assert_eq!(cut_text("mail ivan.petrov", 10), "mail ivan.");
     }
 }

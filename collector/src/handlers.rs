@@ -168,8 +168,9 @@ async fn read_body(body: Incoming, gzip: bool) -> Result<Bytes, Rejection> {
         return Ok(bytes);
     }
     let mut decoded = Vec::with_capacity(MAX_BODY_BYTES.min(bytes.len() * 4));
-    // One byte over the cap tells a too-large body from one exactly at the cap.
-    flate2::read::GzDecoder::new(&bytes[..])
+    // One byte over the cap tells a too-large body from one exactly at the cap. Every gzip
+    // member is read (RFC 1952 allows several), so trailing garbage is an error, not ignored.
+    flate2::read::MultiGzDecoder::new(&bytes[..])
         .take(MAX_BODY_BYTES as u64 + 1)
         .read_to_end(&mut decoded)
         .map_err(|_| Rejection::UnreadableBody)?;

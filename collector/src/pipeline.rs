@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use store::{
     AudienceRow, EventType, SubjectKind, TroubleshootingRow, day_number,
-    pseudonym::{CookieKey, SaltKeys, network_prefix, user_agent_prefix},
+    pseudonym::{CookieKey, SaltKeys, canonical, network_prefix, user_agent_prefix},
 };
 
 use crate::{
@@ -16,7 +16,7 @@ use crate::{
     config::{DoNotTrack, SiteConfig},
     enrich::{AgentParser, GeoDb},
     scrub,
-    urls::{self, SiteRules},
+    urls::{self, Page, Referrer, SiteRules},
 };
 
 /// Rows ready for storage. Private fields and no public constructor: holding one proves the
@@ -100,9 +100,10 @@ impl Pipeline {
             allowed_hosts: &site.config.allowed_hosts,
             routes: &site.config.routes,
         };
-        let page = urls::page(&beacon.url, &rules);
-        let referrer = beacon.referrer.as_ref().map(|r| urls::referrer(r, &rules, &page.host)).unwrap_or_default();
+        let mut page = urls::page(&beacon.url, &rules);
+        let mut referrer = beacon.referrer.as_ref().map(|r| urls::referrer(r, &rules, &page.host)).unwrap_or_default();
         scrub_free_text(&mut beacon);
+        remove_client_ip(canonical(facts.ip), &mut page, &mut referrer, &mut beacon);
         let kind = beacon.kind.0;
 
         // Anonymous mode keeps neither pseudonym and no troubleshooting row (section 7).
@@ -220,6 +221,72 @@ fn scrub_free_text(beacon: &mut Beacon) {
         error.source = scrub::with_urls(&error.source);
         error.stack = scrub::with_urls(&error.stack);
     }
+}
+
+/// Removes the request's own address from every stored text that could hold it, replaced by
+/// `[ip]` (privacy-model.md section 1: the raw IP never reaches storage). URL hygiene and
+/// `scrub` keep IP addresses in general (a server's address in an error is no one's personal
+/// data), but a page, a referrer or free text can carry the visitor's own: a "your IP address"
+/// page, a diagnostics event, a referrer from the visitor's own machine. Its canonical text is
+/// matched in any ASCII case (IPv6 hex digits), also percent-encoded. The User-Agent, stored
+/// verbatim for troubleshooting (section 3), is not changed.
+fn remove_client_ip(ip: IpAddr, page: &mut Page, referrer: &mut Referrer, beacon: &mut Beacon) {
+    let ip = ip.to_string();
+    let utm = &mut page.utm;
+    let addresses = [&mut page.host, &mut page.path, &mut referrer.host, &mut referrer.path];
+    let utm = [&mut utm.source, &mut utm.medium, &mut utm.campaign, &mut utm.term, &mut utm.content];
+    let free_text = beacon.props.iter_mut().flat_map(|(k, v)| [k, v]).chain(&mut beacon.name);
+    let error = beacon.error.iter_mut().flat_map(|e| [&mut e.message, &mut e.source, &mut e.stack]);
+    for text in addresses.into_iter().chain(utm).chain(free_text).chain(error) {
+        remove_ip(text, &ip);
+    }
+    // The kept query is stored form-encoded, which spells an address one way only.
+    if !page.query.is_empty() {
+        let encoded: String = url::form_urlencoded::byte_serialize(ip.as_bytes()).collect();
+        replace_ignore_ascii_case(&mut page.query, &encoded, "%5Bip%5D");
+    }
+}
+
+/// Replaces `ip` in `s` by `[ip]`. When it is there only percent-encoded (a URL's query in free
+/// text), `s` is kept decoded without it, as `scrub::text` does with e-mail addresses.
+fn remove_ip(s: &mut String, ip: &str) {
+    replace_ignore_ascii_case(s, ip, "[ip]");
+    if s.contains('%') {
+        let decoded = percent_encoding::percent_decode_str(s).decode_utf8_lossy();
+        if find_ignore_ascii_case(&decoded, ip, 0).is_some() {
+            let mut decoded = decoded.into_owned();
+            replace_ignore_ascii_case(&mut decoded, ip, "[ip]");
+            *s = decoded;
+        }
+    }
+}
+
+/// Replaces every `needle` (ASCII) in `s`, in any ASCII case, by `with`. Allocates only when
+/// there is one.
+fn replace_ignore_ascii_case(s: &mut String, needle: &str, with: &str) {
+    let Some(mut at) = find_ignore_ascii_case(s, needle, 0) else { return };
+    let mut out = String::with_capacity(s.len());
+    let mut done = 0;
+    loop {
+        out.push_str(&s[done..at]);
+        out.push_str(with);
+        done = at + needle.len();
+        match find_ignore_ascii_case(s, needle, done) {
+            Some(next) => at = next,
+            None => break,
+        }
+    }
+    out.push_str(&s[done..]);
+    *s = out;
+}
+
+/// The first `needle` (ASCII, not empty) in `s` at or after byte `from`, in any ASCII case. A
+/// match is all ASCII, so it starts and ends on char boundaries.
+fn find_ignore_ascii_case(s: &str, needle: &str, from: usize) -> Option<usize> {
+    if needle.is_empty() {
+        return None;
+    }
+    s.as_bytes()[from..].windows(needle.len()).position(|w| w.eq_ignore_ascii_case(needle.as_bytes())).map(|i| i + from)
 }
 
 #[cfg(test)]
@@ -362,6 +429,19 @@ mod tests {
         assert_eq!(t.error_source, "https://a.ru/app.js");
         assert_eq!(t.error_stack, "at pay (https://a.ru/accounts/:id/pay:10:5)");
         assert_eq!(t.error_line, 10);
+    }
+
+    #[test]
+    fn the_requests_own_address_is_removed_from_stored_text() {
+        let body = r#"{"site":"s","type":"error","url":"https://a.ru/ip/host-198.51.100.23?utm_term=198.51.100.23",
+            "ref":"http://198.51.100.23/","err":{"msg":"blocked 198.51.100.23, not 198.51.100.24"}}"#;
+        let (_, t) = rows(run(body, facts(CHROME, false), &site(false, DoNotTrack::Anonymous)));
+        let t = t.unwrap();
+        assert_eq!((t.path.as_str(), t.ref_host.as_str()), ("/ip/host-[ip]", "[ip]"));
+        assert_eq!(t.error_message, "blocked [ip], not 198.51.100.24");
+        let mut text = "see https://a.ru/?ip=2001%3ADB8%3A%3A1 or 2001:db8::1".to_owned();
+        remove_ip(&mut text, "2001:db8::1");
+        assert_eq!(text, "see https://a.ru/?ip=[ip] or [ip]");
     }
 
     #[test]

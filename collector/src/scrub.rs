@@ -1,6 +1,6 @@
 //! Free-text scrubbing (privacy-model.md section 4): e-mail addresses and phone numbers are
 //! removed from every free-text field before storage. Pure, allocation-free when there is
-//! nothing to remove, and total: any input gives a value.
+//! nothing to remove (nor anything percent-encoded), and total: any input gives a value.
 //!
 //! - [`text`] replaces e-mail addresses by `[email]` and phone numbers by `[phone]`. For event
 //!   names, property keys and values, and utm_* values.
@@ -12,7 +12,9 @@
 //! An **e-mail address** is a local part of letters, digits and `. _ % + -`, then `@` (or
 //! `%40`), then a domain of two or more labels whose last is at least two letters: so
 //! `ivan.petrov@mail.ru` and `иван@почта.рф` go, while `logo@2x.png` (a file extension as the
-//! last label), `@media`, and the `name@https://...` of Firefox stack frames stay.
+//! last label), `@media`, and the `name@https://...` of Firefox stack frames stay. An address
+//! percent-encoded as a whole (`%D0%B8%40%D0%BF%D0%BE%D1%87%D1%82%D0%B0.%D1%80%D1%84`) is found
+//! in the decoded text, which is then kept decoded.
 //!
 //! A **phone number** is a run of digit groups joined by at most two of ` - . ( )`, with a
 //! leading `+` or not, and with nothing alphanumeric on either side (nor a number that a `.`
@@ -55,7 +57,16 @@ pub fn text(s: &str) -> Cow<'_, str> {
         digits += usize::from(b.is_ascii_digit());
         at |= b == b'@' || b == b'%';
     }
-    let s = if at { emails(s) } else { Cow::Borrowed(s) };
+    let mut s = if at { emails(s) } else { Cow::Borrowed(s) };
+    // An address percent-encoded beyond its `@`, as a URL's query carries `иван@почта.рф`
+    // (`%D0%B8%D0%B2%D0%B0%D0%BD%40%D0%BF%D0%BE%D1%87%D1%82%D0%B0.%D1%80%D1%84`), shows only
+    // once decoded: then the text is kept decoded, without it.
+    if at
+        && s.contains('%')
+        && let Some(decoded) = percent_decoded_emails(&s)
+    {
+        s = Cow::Owned(decoded);
+    }
     if digits < MIN_PHONE_DIGITS {
         return s;
     }
@@ -77,9 +88,12 @@ pub fn with_urls(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(found) = rest.find("://") {
+        // The scheme starts after the last character that cannot be in one. That character
+        // may be wider than a byte (`«https://...»`, `Ошибкаhttps://...`): step over all of it.
         let scheme_start = rest[..found]
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '.' | '-')))
-            .map_or(0, |i| i + 1);
+            .char_indices()
+            .rfind(|&(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '.' | '-')))
+            .map_or(0, |(i, c)| i + c.len_utf8());
         let scheme = &rest[scheme_start..found];
         if !scheme.starts_with(|c: char| c.is_ascii_alphabetic()) {
             // Not a URL: keep the text up to and including `://` and look further.
@@ -97,7 +111,12 @@ pub fn with_urls(s: &str) -> String {
         rest = &rest[end..];
     }
     out.push_str(&text(rest));
-    out
+    // The pieces were scrubbed apart, but an address can end where a scheme starts
+    // (`ivan@mail.ru://`, `ivan@mail.ru.https://`: the scheme took its domain): once more whole.
+    match text(&out) {
+        Cow::Owned(o) => o,
+        Cow::Borrowed(_) => out,
+    }
 }
 
 /// A BCP 47-like language tag as `navigator.language` gives it: a 2 or 3 letter language,
@@ -145,6 +164,14 @@ fn emails(s: &str) -> Cow<'_, str> {
     }
     out.push_str(&s[done..]);
     Cow::Owned(out)
+}
+
+/// `s` percent-decoded with its e-mail addresses removed, if the decoded text has any.
+fn percent_decoded_emails(s: &str) -> Option<String> {
+    match emails(&percent_encoding::percent_decode_str(s).decode_utf8_lossy()) {
+        Cow::Owned(o) => Some(o),
+        Cow::Borrowed(_) => None,
+    }
 }
 
 /// The next `@` or `%40` at or after `from`: its position and length.
@@ -291,6 +318,7 @@ mod tests {
         check("8 (912) 345-67-89 12:00", "[phone] 12:00");
         check("call +79123456789, ok", "call [phone], ok");
         check("89123456789@mail.ru", "[email]");
+        check("?email=%D0%B8%40%D0%BF%D0%BE%D1%87%D1%82%D0%B0.%D1%80%D1%84&x=%20", "?email=[email]&x= ");
     }
 
     #[test]
@@ -348,6 +376,7 @@ mod tests {
             "blob:https://lk.example.ru/:id:1:1",
         );
         check("odd ://x and 1://y for ivan@mail.ru", "odd ://x and 1://y for [email]");
+        check("ivan@mail.ru://x ivan@mail.ru.https://a.ru/x", "[email]://x [email]://a.ru/x");
     }
 
     #[test]
@@ -383,6 +412,7 @@ mod tests {
             "a@b.".repeat(5_000),
             format!("https://{}", "/%FF".repeat(4_000)),
             "\u{202e}\u{0}é\u{301}@\u{10ffff}.рф 8\u{a0}912\u{a0}345 67 89 ((((((8".to_owned(),
+            "«https://a.ru/» Ошибкаhttps://a.ru/ \u{e000}://".to_owned(),
             "x".repeat(100_000),
         ];
         for input in &inputs {

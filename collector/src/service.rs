@@ -4,8 +4,8 @@
 use std::{
     collections::HashMap,
     convert::Infallible,
-    panic::AssertUnwindSafe,
     net::{IpAddr, SocketAddr},
+    panic::AssertUnwindSafe,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -13,6 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use futures_util::FutureExt;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::{
@@ -21,7 +22,6 @@ use hyper_util::{
     service::TowerToHyperService,
 };
 use ipnet::IpNet;
-use futures_util::FutureExt;
 use tokio::{net::TcpListener, sync::Semaphore};
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 
@@ -90,14 +90,7 @@ pub fn build_service(
             let app = app.clone();
             move |request| {
                 let app = app.clone();
-                async move {
-                    let handled = AssertUnwindSafe(handlers::route(&app, request)).catch_unwind().await;
-                    Ok::<_, BoxError>(handled.unwrap_or_else(|_panic| {
-                        app.metrics.http_request_panics.inc();
-                        tracing::error!("a request handler panicked; answered 500");
-                        Rejection::Internal.into_response()
-                    }))
-                }
+                async move { Ok::<_, BoxError>(isolate_panics(&app.metrics, handlers::route(&app, request)).await) }
             }
         })
         // Boxed so the stack has one nameable, `Send` type to clone per connection.
@@ -114,6 +107,16 @@ pub fn build_service(
             record(&app.metrics, endpoint, &response, started);
             Ok::<_, Infallible>(response)
         }
+    })
+}
+
+/// A handler's panic becomes a 500 for its own request; the connection and every other
+/// request go on. (Without this, hyper would drop the connection without a response.)
+async fn isolate_panics(metrics: &Metrics, handler: impl Future<Output = Response<Body>>) -> Response<Body> {
+    AssertUnwindSafe(handler).catch_unwind().await.unwrap_or_else(|_panic| {
+        metrics.http_request_panics.inc();
+        tracing::error!("a request handler panicked; answered 500");
+        Rejection::Internal.into_response()
     })
 }
 
@@ -234,4 +237,30 @@ pub fn readiness(app: &App) -> Result<(), &'static str> {
 
 pub fn status_text(status: StatusCode, text: &'static str) -> Response<Body> {
     crate::respond::text(status, "text/plain; charset=utf-8", text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_and_is_counted() {
+        let metrics = Metrics::new();
+        let response = isolate_panics(&metrics, async { panic!("bug") }).await;
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(response.extensions().get::<RejectedFor>().map(|r| r.0), Some("internal_error"));
+        assert_eq!(metrics.http_request_panics.get(), 1);
+        let fine = isolate_panics(&metrics, async { status_text(StatusCode::OK, "ok") }).await;
+        assert_eq!(fine.status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn a_refused_connection_gets_a_complete_http_response() {
+        let raw = String::from_utf8(Rejection::TooManyConnections.into_raw_http1()).unwrap();
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{head}");
+        assert!(head.contains("Retry-After: 1\r\n") && head.contains("Connection: close"), "{head}");
+        assert!(head.contains(&format!("Content-Length: {}\r\n", body.len())), "{head}");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(body).unwrap()["reason"], "too_many_connections");
+    }
 }

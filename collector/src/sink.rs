@@ -180,7 +180,8 @@ impl Sink {
                     Duration::from_millis(config.flush_interval_ms),
                 );
                 let committer = Committer { rx, wal, closed: closed.clone(), metrics: metrics.clone() };
-                let tick = Duration::from_millis(config.flush_interval_ms / 4).clamp(Duration::from_millis(5), Duration::from_millis(100));
+                let tick = Duration::from_millis(config.flush_interval_ms / 4)
+                    .clamp(Duration::from_millis(5), Duration::from_millis(100));
                 let thread = tokio::task::spawn_blocking(move || committer.run(tick));
                 let stop_signal = stop.clone();
                 let closer = closed.clone();
@@ -275,7 +276,8 @@ impl Batcher {
             let buffer = &mut self.buffers[table.index()];
             buffer.batch.push(row);
             buffer.since.get_or_insert_with(Instant::now);
-            if buffer.batch.rows as usize >= config.max_batch_rows || buffer.batch.bytes.len() >= config.max_batch_bytes {
+            if buffer.batch.rows as usize >= config.max_batch_rows || buffer.batch.bytes.len() >= config.max_batch_bytes
+            {
                 self.delivery.dispatch(buffer.take()).await;
             }
         }
@@ -455,7 +457,8 @@ impl Delivery {
     /// Runs a spool operation off the async threads; logs its failure.
     async fn blocking(&self, operation: impl FnOnce(&Spool) -> std::io::Result<()> + Send + 'static) {
         let spool = self.spool.clone();
-        let result = tokio::task::spawn_blocking(move || operation(&spool)).await.expect("spool operations do not panic");
+        let result =
+            tokio::task::spawn_blocking(move || operation(&spool)).await.expect("spool operations do not panic");
         if let Err(error) = result {
             tracing::error!(%error, "spool operation failed");
         }
@@ -468,7 +471,12 @@ impl Delivery {
             .await
             .expect("spool writes do not panic");
         if !matches!(kept, Ok(true)) {
-            tracing::error!(table = table.label(), rows, ?kept, "cannot keep a refused batch as a dead letter; discarded");
+            tracing::error!(
+                table = table.label(),
+                rows,
+                ?kept,
+                "cannot keep a refused batch as a dead letter; discarded"
+            );
             self.metrics.sink_rows.with_label_values(&[table.label(), "discarded"]).inc_by(u64::from(rows));
         }
     }
@@ -541,7 +549,9 @@ impl Inserter {
             };
             if token.is_some() && error_code(&error) == Some(UNKNOWN_SETTING) {
                 self.send_token.store(false, Ordering::Relaxed);
-                tracing::info!("this ClickHouse has no insert_deduplication_token (before 22.2): a replayed batch may be counted twice");
+                tracing::info!(
+                    "this ClickHouse has no insert_deduplication_token (before 22.2): a replayed batch may be counted twice"
+                );
                 continue;
             }
             if is_permanent(&error) {
