@@ -33,6 +33,7 @@ mod urls;
 
 pub use crate::{
     app::run,
+    batch::EncodedBeacon,
     beacon::{Beacon, BeaconError, from_json as parse_beacon, from_query as parse_beacon_query},
     blocklist::Blocklist,
     config::{Config, MAX_BODY_BYTES, SiteConfig},

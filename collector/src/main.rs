@@ -31,6 +31,12 @@ enum LogFormat {
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     init_logging(args.log_format);
+    // A panic message can quote request data (a visitor's text, an address): log where a
+    // panic happened, never its message. The request still gets its 500 (service.rs).
+    std::panic::set_hook(Box::new(|info| {
+        let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        tracing::error!(%location, "panic; its message is not logged, as it may hold personal data");
+    }));
     let config = match collector::Config::load(&args.config) {
         Ok(config) => config,
         Err(error) => {

@@ -6,7 +6,8 @@
 use std::{hint::black_box, net::IpAddr, path::Path};
 
 use collector::{
-    AgentParser, Blocklist, Controls, GeoDb, Outcome, Pipeline, RequestFacts, Site, SiteConfig, parse_beacon,
+    AgentParser, Blocklist, Controls, EncodedBeacon, GeoDb, Outcome, Pipeline, RequestFacts, Site, SiteConfig,
+    parse_beacon,
 };
 use criterion::{Criterion, criterion_group, criterion_main};
 use store::pseudonym::{CookieKey, SaltKeys};
@@ -44,8 +45,12 @@ fn facts(ua: &str) -> RequestFacts<'_> {
     }
 }
 
-fn stored(outcome: Outcome) -> bool {
-    matches!(outcome, Outcome::Store { .. })
+/// What the handler does with the outcome before the sink: encode the rows (RowBinary).
+fn stored(outcome: Outcome) -> Option<EncodedBeacon> {
+    match outcome {
+        Outcome::Store { rows, .. } => Some(EncodedBeacon::encode(rows)),
+        _ => None,
+    }
 }
 
 fn benches(c: &mut Criterion) {
@@ -60,7 +65,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| black_box(serde_json::from_slice::<serde_json::Value>(black_box(BODY)).unwrap()))
     });
     group.bench_function("parse_beacon", |b| b.iter(|| black_box(parse_beacon(black_box(BODY)).unwrap())));
-    group.bench_function("parse_and_process_cached_agent", |b| {
+    group.bench_function("parse_process_encode_cached_agent", |b| {
         b.iter(|| {
             let beacon = parse_beacon(black_box(BODY)).unwrap();
             black_box(stored(pipeline.process(beacon, facts(UA), &site, controls)))
@@ -68,7 +73,7 @@ fn benches(c: &mut Criterion) {
     });
     // A new User-Agent every time: the cost of a cache miss (a woothee parse and an insert).
     let mut n = 0u64;
-    group.bench_function("parse_and_process_new_agent", |b| {
+    group.bench_function("parse_process_encode_new_agent", |b| {
         b.iter(|| {
             n += 1;
             let ua = format!("{UA} build/{n}");
