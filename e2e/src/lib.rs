@@ -11,10 +11,14 @@
 //!
 //! Each [`Install`] has its own role users (`<prefix>_ingest`, ...), written to the server's
 //! `users.d/` with `aggregator roles`, and the collectors it starts connect as those users.
+//!
+//! Fault tests start a ClickHouse server of their own ([`Server::private`]), which they can
+//! stop and restart, and install on it with [`Install::on`]; collectors can be killed
+//! ([`Collector::kill`]) and restarted on the same config and spool ([`Collector::restart`]).
 
 use std::{
-    io::Read,
-    net::{SocketAddr, TcpListener},
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Output, Stdio},
     sync::atomic::{AtomicU32, Ordering},
@@ -22,6 +26,9 @@ use std::{
 };
 
 pub mod scan;
+mod server;
+
+pub use server::Server;
 
 pub fn clickhouse_url() -> String {
     std::env::var("WEBSTATS_TEST_CLICKHOUSE_URL")
@@ -72,34 +79,25 @@ pub fn admin_password() -> String {
         .expect("WEBSTATS_CH_PASSWORD_ADMIN is not set: run the tests with scripts/test.sh")
 }
 
-/// Runs SQL as the admin; returns the body, panicking with the server's message on error.
+/// Runs SQL as the admin on the shared server; returns the body, panicking with the server's
+/// message on error.
 pub fn sql(query: &str) -> String {
-    sql_as("admin", &admin_password(), query).unwrap_or_else(|e| panic!("ClickHouse refused {query}: {e}"))
+    Server::shared().sql(query)
 }
 
-/// Runs SQL as `user`: the body, or the server's error message.
+/// Runs SQL as `user` on the shared server: the body, or the server's error message.
 pub fn sql_as(user: &str, password: &str, query: &str) -> Result<String, String> {
-    let mut response = http()
-        .post(&clickhouse_url())
-        .header("X-ClickHouse-User", user)
-        .header("X-ClickHouse-Key", password)
-        .send(query)
-        .expect("ClickHouse answers");
-    let body = response.body_mut().read_to_string().expect("a text body");
-    if response.status() == 200 { Ok(body) } else { Err(body) }
+    Server::shared().sql_as(user, password, query)
 }
 
 /// Runs a query with `FORMAT JSONEachRow` appended and parses each row.
 pub fn sql_rows(query: &str) -> Vec<serde_json::Value> {
-    sql(&format!("{query} FORMAT JSONEachRow"))
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("JSONEachRow line"))
-        .collect()
+    Server::shared().sql_rows(query)
 }
 
 /// A single number from a query.
 pub fn sql_u64(query: &str) -> u64 {
-    sql(query).trim().parse().unwrap_or_else(|e| panic!("{query} did not return a number: {e}"))
+    Server::shared().sql_u64(query)
 }
 
 /// A port that was free a moment ago.
@@ -107,21 +105,30 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A test's installation: its own prefix, role users, config files and working folder.
+/// A test's installation: its own prefix, role users, config files and working folder, on
+/// the shared server ([`Install::new`]) or on a given one ([`Install::on`]).
 pub struct Install {
     pub prefix: String,
     pub dir: tempfile::TempDir,
+    server: Server,
     /// `(password variable, password)` of each role user.
     passwords: Vec<(&'static str, String)>,
 }
 
 impl Install {
-    /// Runs `aggregator migrate` as admin and creates the installation's role users.
+    /// Runs `aggregator migrate` as admin on the shared server and creates the installation's
+    /// role users.
     pub fn new(test: &str) -> Self {
+        Self::on(&Server::shared(), test)
+    }
+
+    /// Like [`Self::new`], on `server`: role users in its `users.d/`, its admin password for
+    /// the aggregator, its URL for collectors and for [`Self::sql`] and friends.
+    pub fn on(server: &Server, test: &str) -> Self {
         let prefix = unique_prefix(test);
         let passwords =
             store::roles::Role::ALL.iter().map(|r| (r.password_env(), format!("{prefix}-{}-pw", r.name()))).collect();
-        let install = Self { prefix, dir: tempfile::tempdir().unwrap(), passwords };
+        let install = Self { prefix, dir: tempfile::tempdir().unwrap(), server: server.clone(), passwords };
         std::fs::write(install.aggregator_config(), install.clickhouse_section()).unwrap();
         let out = install.aggregator(&["migrate"]);
         assert!(out.status.success(), "migrate failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -133,12 +140,13 @@ impl Install {
         std::fs::rename(&partial, install.users_file()).unwrap();
         // ClickHouse reloads users.d within a few seconds.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while sql_as(
-            &install.user(store::roles::Role::Ingest),
-            &install.password(store::roles::Role::Ingest),
-            "SELECT 1",
-        )
-        .is_err()
+        while server
+            .sql_as(
+                &install.user(store::roles::Role::Ingest),
+                &install.password(store::roles::Role::Ingest),
+                "SELECT 1",
+            )
+            .is_err()
         {
             assert!(Instant::now() < deadline, "the role users did not appear");
             std::thread::sleep(Duration::from_millis(100));
@@ -146,8 +154,13 @@ impl Install {
         install
     }
 
+    /// The server the installation is on.
+    pub fn server(&self) -> &Server {
+        &self.server
+    }
+
     fn users_file(&self) -> PathBuf {
-        clickhouse_dir().join("users.d").join(format!("{}.xml", self.prefix))
+        self.server.users_dir().join(format!("{}.xml", self.prefix))
     }
 
     pub fn user(&self, role: store::roles::Role) -> String {
@@ -162,7 +175,7 @@ impl Install {
     pub fn clickhouse_section(&self) -> String {
         format!(
             "[clickhouse]\nurl = \"{}\"\nuser = \"admin\"\npassword_env = \"WEBSTATS_CH_PASSWORD_ADMIN\"\ndatabase_prefix = \"{}\"\n",
-            clickhouse_url(),
+            self.server.url(),
             self.prefix
         )
     }
@@ -185,6 +198,7 @@ impl Install {
             .arg("--config")
             .arg(self.aggregator_config())
             .args(args)
+            .env("WEBSTATS_CH_PASSWORD_ADMIN", self.server.admin_password())
             .envs(self.passwords.iter().map(|(k, v)| (*k, v.as_str())))
             .envs(env.iter().copied())
             .output()
@@ -199,9 +213,34 @@ impl Install {
         format!("{}_troubleshooting.events", self.prefix)
     }
 
+    /// Runs SQL as admin on the installation's server (see [`Server::sql`]).
+    pub fn sql(&self, query: &str) -> String {
+        self.server.sql(query)
+    }
+
+    /// [`Server::sql_rows`] on the installation's server.
+    pub fn sql_rows(&self, query: &str) -> Vec<serde_json::Value> {
+        self.server.sql_rows(query)
+    }
+
+    /// [`Server::sql_u64`] on the installation's server.
+    pub fn sql_u64(&self, query: &str) -> u64 {
+        self.server.sql_u64(query)
+    }
+
+    /// Rows in `table` (such as [`Self::audience`]) now.
+    pub fn count(&self, table: &str) -> u64 {
+        self.server.sql_u64(&format!("SELECT count() FROM {table}"))
+    }
+
+    /// [`Server::wait_for_count`] on the installation's server.
+    pub fn wait_for_count(&self, query: &str, expected: u64) -> u64 {
+        self.server.wait_for_count(query, expected)
+    }
+
     /// The salt of the period containing now and of the one after it.
     pub fn salts(&self) -> (store::pseudonym::SaltKeys, store::pseudonym::SaltKeys) {
-        let rows = sql_rows(&format!(
+        let rows = self.sql_rows(&format!(
             "SELECT hex(salt) AS salt FROM {}_meta.salts WHERE period_end > now() ORDER BY period_start, salt LIMIT 1 BY period_start",
             self.prefix
         ));
@@ -215,63 +254,140 @@ impl Install {
     }
 
     /// Starts a collector that flushes every 200 ms, with `extra` appended (sites, geoip, ...).
+    /// An `extra` with a `[sink]` section of its own replaces that default.
     pub fn collector(&self, extra: &str) -> Collector {
-        self.collector_with(&format!("[sink]\nflush_interval_ms = 200\n{extra}"), &[])
+        if extra.contains("[sink]") {
+            self.collector_with(extra, &[])
+        } else {
+            self.collector_with(&format!("[sink]\nflush_interval_ms = 200\n{extra}"), &[])
+        }
     }
 
     /// Starts a collector with `[server]`, `[clickhouse]` and `[salts]` filled in (the ingest
     /// roles; salts and blocklist refreshed every second), `extra` appended, and extra
     /// environment variables; waits until `/healthz` answers.
     pub fn collector_with(&self, extra: &str, env: &[(&str, &str)]) -> Collector {
+        self.collector_with_server("", extra, env)
+    }
+
+    /// Like [`Self::collector_with`], with `server` (`key = value` lines) added to `[server]`,
+    /// which TOML does not let `extra` reopen.
+    ///
+    /// Each collector gets a spool directory of its own, `spool-<port>` next to its config
+    /// (two collectors cannot share one), unless `extra` has a `[spool]` section.
+    pub fn collector_with_server(&self, server: &str, extra: &str, env: &[(&str, &str)]) -> Collector {
         let port = free_port();
         let config = self.dir.path().join(format!("collector-{port}.toml"));
+        let spool =
+            if !extra.contains("[spool]") { format!("\n[spool]\ndir = \"spool-{port}\"\n") } else { String::new() };
         std::fs::write(
             &config,
             format!(
-                "[server]\nlisten = \"127.0.0.1:{port}\"\ntrusted_proxies = [\"127.0.0.1/32\"]\nshutdown_timeout_ms = 10000\n\
+                "[server]\nlisten = \"127.0.0.1:{port}\"\ntrusted_proxies = [\"127.0.0.1/32\"]\nshutdown_timeout_ms = 10000\n{server}\n\
                  [clickhouse]\nurl = \"{url}\"\nuser = \"{ingest}\"\npassword_env = \"WEBSTATS_CH_PASSWORD_INGEST\"\n\
                  database_prefix = \"{prefix}\"\n\
-                 [salts]\nrefresh_interval_s = 1\nuser = \"{meta}\"\npassword_env = \"WEBSTATS_CH_PASSWORD_INGEST_META\"\n{extra}",
-                url = clickhouse_url(),
+                 [salts]\nrefresh_interval_s = 1\nuser = \"{meta}\"\npassword_env = \"WEBSTATS_CH_PASSWORD_INGEST_META\"\n{extra}{spool}",
+                url = self.server.url(),
                 ingest = self.user(store::roles::Role::Ingest),
                 meta = self.user(store::roles::Role::IngestMeta),
                 prefix = self.prefix,
             ),
         )
         .unwrap();
-        let log = self.dir.path().join(format!("collector-{port}.log"));
-        let child = Command::new(binary("collector"))
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "debug")
-            .envs(self.passwords.iter().map(|(k, v)| (*k, v.as_str())))
-            .envs(env.iter().copied())
-            .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .stderr(Stdio::from(std::fs::File::options().append(true).open(&log).unwrap()))
-            .spawn()
-            .expect("the collector starts");
-        let collector = Collector { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), log };
-        collector.wait_until(|c| c.try_get("/healthz").is_some_and(|r| r.0 == 200), "/healthz to answer 200");
+        self.launch(&config, env)
+    }
+
+    /// Starts a collector on an existing config file, such as a stopped collector's
+    /// [`Collector::config`]: same port, same spool, same log (appended). Its environment is
+    /// the role passwords only; [`Collector::restart`] also keeps the extra variables.
+    /// Waits until `/healthz` answers.
+    pub fn collector_at(&self, config: &Path) -> Collector {
+        self.launch(config, &[])
+    }
+
+    fn launch(&self, config: &Path, env: &[(&str, &str)]) -> Collector {
+        let text = std::fs::read_to_string(config).unwrap_or_else(|e| panic!("{}: {e}", config.display()));
+        let listen = toml_string(&text, "server", "listen").expect("the config has [server] listen");
+        let addr: SocketAddr = listen.parse().unwrap_or_else(|e| panic!("listen = {listen:?}: {e}"));
+        let folder = config.parent().expect("a config file is in a folder");
+        let spool_dir = folder.join(toml_string(&text, "spool", "dir").unwrap_or_else(|| "spool".into()));
+        let stem = config.file_stem().expect("a config file name").to_string_lossy();
+        let mut env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        env.splice(0..0, self.passwords.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        let mut collector = Collector {
+            child: None,
+            addr,
+            log: folder.join(format!("{stem}.log")),
+            config: config.to_owned(),
+            spool_dir,
+            env,
+        };
+        collector.spawn();
         collector
     }
 }
 
 impl Drop for Install {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Config files and collector logs, for the failure's diagnosis.
+            self.dir.disable_cleanup(true);
+            eprintln!(
+                "the failed test's installation folder (configs, collector logs, spools) is kept: {}",
+                self.dir.path().display()
+            );
+        }
         let _ = std::fs::remove_file(self.users_file());
+        // A private server's directory goes with it; it may be stopped now.
+        if self.server.is_private() {
+            return;
+        }
         let databases = store::Databases::new(&self.prefix).expect("a valid prefix");
         // Views first: a view whose source is gone cannot be dropped on 18.16.
         for db in [databases.ingest(), databases.stage()].into_iter().chain(databases.all()) {
-            let _ = sql_as("admin", &admin_password(), &format!("DROP DATABASE IF EXISTS {db}"));
+            let _ =
+                self.server.try_sql_as("admin", self.server.admin_password(), &format!("DROP DATABASE IF EXISTS {db}"));
         }
     }
 }
 
-/// A running collector process.
+/// The string value of `key` in `[section]` of a TOML text, for the simple files the harness
+/// writes (`key = "value"` on one line); the last one wins.
+fn toml_string(text: &str, section: &str, key: &str) -> Option<String> {
+    let mut current = "";
+    let mut found = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix('[') {
+            current = name.trim_start_matches('[').trim_end_matches(']').trim();
+        } else if current == section
+            && let Some((k, v)) = line.split_once('=')
+            && k.trim() == key
+        {
+            let v = v.trim();
+            let value = match v.strip_prefix('"') {
+                Some(quoted) => quoted.split('"').next().unwrap_or_default(),
+                None => v.split('#').next().unwrap_or_default().trim(),
+            };
+            found = Some(value.to_owned());
+        }
+    }
+    found
+}
+
+/// A collector process, possibly stopped: its config file and spool outlive the process, so
+/// it can be restarted on them ([`Self::restart`]).
 pub struct Collector {
-    child: Child,
+    /// `None` only while (re)starting.
+    child: Option<Child>,
     pub addr: SocketAddr,
+    /// Its log (stdout and stderr of every run, appended).
     pub log: PathBuf,
+    /// Its config file.
+    pub config: PathBuf,
+    /// Its spool directory (`[spool] dir`, relative to the config's folder; default `spool`).
+    pub spool_dir: PathBuf,
+    /// Environment variables it runs with (role passwords and the test's own).
+    env: Vec<(String, String)>,
 }
 
 /// A response: status, headers, body.
@@ -296,6 +412,40 @@ impl Reply {
 }
 
 impl Collector {
+    /// Starts the process (appending to the log) and waits until `/healthz` answers 200;
+    /// panics with the log if it exits first.
+    fn spawn(&mut self) {
+        let mut log = std::fs::File::options().create(true).append(true).open(&self.log).unwrap();
+        if log.metadata().map(|m| m.len() > 0).unwrap_or(false) {
+            let _ = std::io::Write::write_all(&mut log, b"----- harness: collector restarted -----\n");
+        }
+        let child = Command::new(binary("collector"))
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "debug")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("the collector starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child_mut().try_wait().unwrap() {
+                panic!("the collector exited ({status}) before answering /healthz; its log:\n{}", self.log_text());
+            }
+            if self.try_get("/healthz").is_some_and(|r| r.0 == 200) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "/healthz did not answer 200 within 30 s; log:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn child_mut(&mut self) -> &mut Child {
+        self.child.as_mut().expect("the collector was started")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
@@ -345,8 +495,19 @@ impl Collector {
             .unwrap_or(0.0)
     }
 
+    /// The sum of metric `name` over the series whose labels include all of `labels`, in any
+    /// order (`&[]`: every series); 0 when none.
+    pub fn metric_sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        metric_sum(&self.get("/metrics").1, name, labels)
+    }
+
     pub fn wait_until(&self, mut done: impl FnMut(&Self) -> bool, what: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        self.wait_until_for(Duration::from_secs(30), |c| done(c), what)
+    }
+
+    /// Like [`Self::wait_until`], with a deadline of `within`.
+    pub fn wait_until_for(&self, within: Duration, mut done: impl FnMut(&Self) -> bool, what: &str) {
+        let deadline = Instant::now() + within;
         loop {
             if done(self) {
                 return;
@@ -356,40 +517,208 @@ impl Collector {
         }
     }
 
+    /// Sends `bytes` as they are on a new connection (a request hyper's client could not
+    /// send: malformed, oversized, pipelined) and reads until the collector closes it, resets
+    /// it, or 15 s pass. Write errors are ignored: the collector may answer and close before
+    /// it has read everything.
+    pub fn raw(&self, bytes: &[u8]) -> RawReply {
+        let started = Instant::now();
+        let mut stream = TcpStream::connect(self.addr).expect("the collector accepts connections");
+        let _ = stream.write_all(bytes);
+        read_raw(&mut stream, started, Duration::from_secs(15))
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// SIGTERM, then waits for the exit.
-    pub fn stop(mut self) -> ExitStatus {
-        let pid = self.child.id().to_string();
+    /// The process id of the current run.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the collector was started").id()
+    }
+
+    /// Resident memory of the process (`VmRSS` of /proc/<pid>/status) in bytes; `None` when
+    /// it is not running.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        let kib: u64 =
+            status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+        Some(kib * 1024)
+    }
+
+    /// Whether the process is still running (not exited).
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// SIGKILL (a crash: no flush, no spool write, no cleanup), then waits for the exit.
+    pub fn kill(&mut self) -> ExitStatus {
+        let child = self.child_mut();
+        let _ = child.kill();
+        child.wait().expect("the collector can be waited for")
+    }
+
+    /// SIGTERM, then waits up to 30 s for the exit; the process stays restartable.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let pid = self.pid().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.child_mut().try_wait().unwrap() {
                 return status;
             }
             assert!(Instant::now() < deadline, "the collector did not stop within 30 s");
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+
+    /// SIGTERM, then waits for the exit.
+    pub fn stop(mut self) -> ExitStatus {
+        self.terminate()
+    }
+
+    /// Starts the collector again with the same config file (so the same port and spool) and
+    /// environment, after [`Self::kill`] or [`Self::terminate`]; waits until `/healthz`
+    /// answers.
+    pub fn restart(&mut self) {
+        assert!(!self.is_running(), "restart() needs a stopped collector: kill() or terminate() it first");
+        self.spawn();
+    }
+
+    /// The spool's segment files (`*.seg` under [`Self::spool_dir`], not in `dead-letter/`),
+    /// sorted by path.
+    pub fn spool_segments(&self) -> Vec<PathBuf> {
+        let mut segments: Vec<PathBuf> = scan::files_under(&self.spool_dir)
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+            .filter(|p| !p.strip_prefix(&self.spool_dir).is_ok_and(|r| r.starts_with("dead-letter")))
+            .collect();
+        segments.sort();
+        segments
+    }
 }
 
 impl Drop for Collector {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
-/// Polls a SQL count until it reaches `expected` (rows are flushed asynchronously).
-pub fn wait_for_count(query: &str, expected: u64) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let n = sql_u64(query);
-        if n >= expected || Instant::now() > deadline {
-            return n;
-        }
-        std::thread::sleep(Duration::from_millis(100));
+/// How a raw connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawEnd {
+    /// The peer closed it (read returned 0).
+    Closed,
+    /// A read failed: usually a reset.
+    Failed,
+    /// Still open when the time was up.
+    Open,
+}
+
+/// What came back on a raw connection: every byte read, how it ended, and when.
+#[derive(Debug)]
+pub struct RawReply {
+    pub bytes: Vec<u8>,
+    pub end: RawEnd,
+    /// From the connect to the end of reading.
+    pub elapsed: Duration,
+}
+
+impl RawReply {
+    /// The head of the first response, if one came: status line and headers.
+    fn head(&self) -> Option<&str> {
+        let end = self.bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
+        std::str::from_utf8(&self.bytes[..end]).ok()
     }
+
+    /// The status of the first response; `None` when the connection ended without one.
+    pub fn status(&self) -> Option<u16> {
+        self.head()?.strip_prefix("HTTP/1.")?.get(2..5)?.parse().ok()
+    }
+
+    /// A header of the first response (name case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head()?.lines().skip(1).find_map(|line| {
+            let (k, v) = line.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    /// The body of the first response: `Content-Length` bytes after the head.
+    pub fn body(&self) -> &[u8] {
+        let Some(start) = self.bytes.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4) else { return &[] };
+        let len = self.header("content-length").and_then(|v| v.parse().ok()).unwrap_or(self.bytes.len() - start);
+        &self.bytes[start..(start + len).min(self.bytes.len())]
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(self.body()).unwrap_or_else(|e| panic!("not JSON ({e}): {self}"))
+    }
+
+    /// How many responses came on the connection (pipelined or smuggled requests).
+    pub fn responses(&self) -> usize {
+        self.bytes.windows(9).filter(|w| w.starts_with(b"HTTP/1.")).count()
+    }
+}
+
+impl std::fmt::Display for RawReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = &self.bytes[..self.bytes.len().min(600)];
+        write!(f, "{:?} after {:?}: {}", self.end, self.elapsed, String::from_utf8_lossy(shown))
+    }
+}
+
+/// Reads from `stream` until it closes, fails, or `limit` has passed since `started`.
+pub fn read_raw(stream: &mut TcpStream, started: Instant, limit: Duration) -> RawReply {
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    let end = loop {
+        let Some(left) = limit.checked_sub(started.elapsed()).filter(|d| !d.is_zero()) else { break RawEnd::Open };
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => break RawEnd::Closed,
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break RawEnd::Failed,
+        }
+    };
+    RawReply { bytes, end, elapsed: started.elapsed() }
+}
+
+/// The sum of metric `name` in a Prometheus text exposition over the series whose labels
+/// include all of `labels` (in any order); 0 when none.
+pub fn metric_sum(exposition: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let mut sum = 0.0;
+    for line in exposition.lines().filter(|l| !l.starts_with('#')) {
+        let Some(rest) = line.strip_prefix(name) else { continue };
+        let (series_labels, value) = match rest.strip_prefix('{') {
+            Some(inner) => match inner.split_once('}') {
+                Some((labels, value)) => (labels, value),
+                None => continue,
+            },
+            None if rest.starts_with(' ') => ("", rest),
+            None => continue,
+        };
+        let has = |(k, v): &(&str, &str)| {
+            series_labels
+                .split(',')
+                .any(|pair| pair.split_once('=').is_some_and(|(pk, pv)| pk == *k && pv.trim_matches('"') == *v))
+        };
+        if labels.iter().all(has)
+            && let Ok(value) = value.trim().parse::<f64>()
+        {
+            sum += value;
+        }
+    }
+    sum
+}
+
+/// Polls a SQL count on the shared server until it reaches `expected` (rows are flushed
+/// asynchronously).
+pub fn wait_for_count(query: &str, expected: u64) -> u64 {
+    Server::shared().wait_for_count(query, expected)
 }
