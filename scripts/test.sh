@@ -2,8 +2,8 @@
 # The test command: sets up real components and runs every test.
 #   1. GeoIP databases (scripts/geoip.sh) and the Python venv (chdb-core)
 #   2. a ClickHouse 18.16 server of its own, fresh data directory, free ports
-#   3. checks formatting and lints, builds the workspace, checks the schema on current
-#      ClickHouse (scripts/chdb-check.sh)
+#   3. checks formatting and lints and the minified snippet (scripts/snippet.sh --check), builds
+#      the workspace, checks the schema on current ClickHouse (scripts/chdb-check.sh)
 #   4. cargo test --workspace against the server; stops the server on exit
 # usage: scripts/test.sh [-- CARGO_TEST_ARGS...]
 set -euo pipefail
@@ -35,6 +35,9 @@ cd "$ROOT"
 log "cargo fmt --check, cargo clippy"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -q -- -D warnings
+
+log "snippet/script.min.js is what snippet/script.js minifies to (scripts/snippet.sh --check)"
+"$ROOT/scripts/snippet.sh" --check
 
 log "cargo build"
 cargo build --workspace --all-targets --locked

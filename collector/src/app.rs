@@ -99,7 +99,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         rate_limit: RateLimit::new(&config.rate_limit, config.privacy.ipv4_prefix_len, config.privacy.ipv6_prefix_len),
         metrics,
         trusted_proxies: config.server.trusted_proxies.clone(),
-        snippet: Snippet::new(config.server.script_max_age_s),
+        snippet: Snippet::new(config.server.script_max_age_s, &config.sites),
         shutting_down: AtomicBool::new(false),
         clock: unix_now,
     });

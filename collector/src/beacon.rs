@@ -31,6 +31,10 @@ pub struct Beacon {
     pub timing: Timing,
     pub error: Option<ErrorReport>,
     pub sid: Option<String>,
+    /// The browser asked not to be tracked (`dnt: 1`): what the snippet sends when it sees
+    /// `navigator.globalPrivacyControl` or `navigator.doNotTrack`, which need not come with a
+    /// `Sec-GPC` or `DNT` header.
+    pub do_not_track: bool,
 }
 
 /// The beacon's `type`; a newtype so that `Default` is a pageview.
@@ -164,6 +168,14 @@ fn from_map(map: &Map<String, Value>) -> Result<Beacon, BeaconError> {
         timing,
         error,
         sid: optional_str(map, "sid")?.filter(|s| !s.is_empty()).map(|s| cut(s, MAX_SID_CHARS)),
+        do_not_track: match map.get("dnt") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(Value::Number(n)) if n.as_u64() == Some(0) || n.as_u64() == Some(1) => n.as_u64() == Some(1),
+            // The GIF beacon's parameters are strings.
+            Some(Value::String(s)) if s == "0" || s == "1" => s == "1",
+            Some(_) => return Err(err("dnt", "must be 1, 0, true or false")),
+        },
     })
 }
 
@@ -323,6 +335,17 @@ mod tests {
         check_err(r#"{"site":"s","url":"https://a.ru/","type":"timing","t":{"lcp":-5}}"#, "t");
         check_err(r#"{"site":"s","url":"https://a.ru/","type":"error","err":{}}"#, "err");
         check_err(r#"{"site":5,"url":"https://a.ru/"}"#, "site");
+        check_err(r#"{"site":"s","url":"https://a.ru/","dnt":2}"#, "dnt");
+    }
+
+    #[test]
+    fn reads_the_do_not_track_flag_from_the_body_and_the_query() {
+        let json = |dnt: &str| from_json(format!(r#"{{"site":"s","url":"https://a.ru/"{dnt}}}"#).as_bytes()).unwrap();
+        assert!(!json("").do_not_track);
+        assert!(json(r#","dnt":1"#).do_not_track);
+        assert!(json(r#","dnt":true"#).do_not_track);
+        assert!(!json(r#","dnt":0"#).do_not_track);
+        assert!(from_query("site=s&url=https%3A%2F%2Fa.ru%2F&dnt=1").unwrap().do_not_track);
     }
 
     #[test]

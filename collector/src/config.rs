@@ -313,6 +313,9 @@ pub struct SiteConfig {
     /// beacon has no `sid` (the collector shares the site's domain).
     #[serde(default = "default_cookie_name")]
     pub cookie_name: String,
+    /// Lifetime of that cookie, in days, as the snippet sets it (at most 395: 13 months).
+    #[serde(default = "default_cookie_days")]
+    pub cookie_days: u32,
     /// What to do with beacons carrying `DNT: 1` or `Sec-GPC: 1`.
     #[serde(default)]
     pub do_not_track: DoNotTrack,
@@ -329,6 +332,14 @@ pub struct SiteConfig {
 fn default_cookie_name() -> String {
     "_wsid".to_owned()
 }
+
+fn default_cookie_days() -> u32 {
+    365
+}
+
+/// The longest cookie lifetime a site may set: 13 months, the usual ceiling for audience
+/// measurement cookies.
+const MAX_COOKIE_DAYS: u32 = 395;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -461,6 +472,9 @@ impl Config {
             {
                 p(&key("cookie_name"), "must be letters, digits, '_' or '-'");
             }
+            if !(1..=MAX_COOKIE_DAYS).contains(&site.cookie_days) {
+                p(&key("cookie_days"), &format!("must be between 1 and {MAX_COOKIE_DAYS}"));
+            }
             check_param_names(&key("query_allowlist"), &site.query_allowlist, &mut p);
             if site.routes.listed() > MAX_ROUTES_PER_SITE {
                 p(&key("routes"), &format!("at most {MAX_ROUTES_PER_SITE} templates per site"));
@@ -539,7 +553,7 @@ mod tests {
         let c = parse(
             "[sink]\nflush_interval_ms = 0\n[privacy]\nipv4_prefix_len = 40\n\
              [clickhouse]\ndatabase_prefix = \"Bad-Prefix\"\n\
-             [[sites]]\nid = \"a b\"\nallowed_hosts = []\ncookie_mode = true\n",
+             [[sites]]\nid = \"a b\"\nallowed_hosts = []\ncookie_mode = true\ncookie_days = 400\n",
         );
         let keys: Vec<_> = c.problems().into_iter().map(|p| p.key).collect();
         for key in [
@@ -548,6 +562,7 @@ mod tests {
             "clickhouse.database_prefix",
             "sites[0].id",
             "sites[0].allowed_hosts",
+            "sites[0].cookie_days",
             "privacy.cookie_key_file",
         ] {
             assert!(keys.iter().any(|k| k == key), "{key} missing from {keys:?}");

@@ -113,7 +113,7 @@ async fn accept(app: &App, beacon: Beacon, parts: &Parts) -> Result<(), Rejectio
         ip: client_ip(peer(parts), headers, &app.trusted_proxies),
         user_agent,
         cookie,
-        do_not_track: header_is_one(headers, "dnt") || header_is_one(headers, "sec-gpc"),
+        do_not_track: beacon.do_not_track || header_is_one(headers, "dnt") || header_is_one(headers, "sec-gpc"),
         received_at: now,
     };
     let kind = beacon.kind.0;

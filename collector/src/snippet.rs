@@ -1,5 +1,6 @@
-//! `/script.js`: the snippet, embedded at build time, served with an ETag, a cache lifetime
-//! and a gzip variant compressed once at start-up.
+//! `/script.js`: the snippet, embedded at build time (`snippet/script.min.js`, minified from
+//! `snippet/script.js` by `scripts/snippet.sh`), with each site's settings filled in at
+//! start-up, served with an ETag, a cache lifetime and a gzip variant compressed once.
 
 use std::io::Write;
 
@@ -9,7 +10,14 @@ use http_body_util::Full;
 
 use crate::respond::Body;
 
-const SOURCE: &str = include_str!("../../snippet/script.js");
+use crate::config::{DoNotTrack, SiteConfig};
+
+const SOURCE: &str = include_str!("../../snippet/script.min.js");
+/// Where the per-site table goes: a free identifier in the snippet, which the minifier keeps.
+const SITES_PLACEHOLDER: &str = "__WEBSTATS_SITES__";
+/// The snippet's budget, gzipped.
+#[cfg(test)]
+const MAX_GZIP_BYTES: usize = 2048;
 
 pub struct Snippet {
     plain: Bytes,
@@ -19,13 +27,12 @@ pub struct Snippet {
 }
 
 impl Snippet {
-    pub fn new(max_age_s: u32) -> Self {
-        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        encoder.write_all(SOURCE.as_bytes()).expect("writing to a Vec cannot fail");
-        let gzip = encoder.finish().expect("writing to a Vec cannot fail");
-        let hash = blake3::hash(SOURCE.as_bytes()).to_hex();
+    pub fn new(max_age_s: u32, sites: &[SiteConfig]) -> Self {
+        let script = render(sites);
+        let gzip = gzip(script.as_bytes());
+        let hash = blake3::hash(script.as_bytes()).to_hex();
         Self {
-            plain: Bytes::from_static(SOURCE.as_bytes()),
+            plain: Bytes::from(script),
             gzip: gzip.into(),
             etag: HeaderValue::from_str(&format!("\"{}\"", &hash[..16])).expect("hex is a valid header"),
             cache_control: HeaderValue::from_str(&format!("public, max-age={max_age_s}")).expect("valid header"),
@@ -58,5 +65,58 @@ impl Snippet {
             headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
         response
+    }
+}
+
+/// The snippet with the sites' settings in place of [`SITES_PLACEHOLDER`]: per site id, the
+/// cookie name (empty unless cookie mode is on), the cookie lifetime in days, and 1 if beacons
+/// under DNT/GPC are dropped (then the snippet sends none) or 0 if they are counted anonymously.
+fn render(sites: &[SiteConfig]) -> String {
+    let table: serde_json::Map<String, serde_json::Value> = sites
+        .iter()
+        .map(|site| {
+            let cookie = if site.cookie_mode { site.cookie_name.as_str() } else { "" };
+            let drop = u8::from(site.do_not_track == DoNotTrack::Drop);
+            (site.id.clone(), serde_json::json!([cookie, site.cookie_days, drop]))
+        })
+        .collect();
+    SOURCE.replacen(SITES_PLACEHOLDER, &serde_json::Value::Object(table).to_string(), 1)
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes).expect("writing to a Vec cannot fail");
+    encoder.finish().expect("writing to a Vec cannot fail")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sites(n: usize) -> Vec<SiteConfig> {
+        (0..n)
+            .map(|i| {
+                toml::from_str(&format!(
+                    "id = \"portal-{i}\"\nallowed_hosts = [\"lk{i}.example.ru\"]\ncookie_mode = {}\ndo_not_track = \"drop\"\n",
+                    i % 2 == 0
+                ))
+                .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_placeholder_is_there_once_and_replaced_by_the_sites() {
+        assert_eq!(SOURCE.matches(SITES_PLACEHOLDER).count(), 1);
+        let script = render(&sites(2));
+        assert!(!script.contains(SITES_PLACEHOLDER));
+        assert!(script.contains(r#"{"portal-0":["_wsid",365,1],"portal-1":["",365,1]}"#), "{script}");
+    }
+
+    #[test]
+    fn the_snippet_stays_within_two_kilobytes_gzipped() {
+        // Three sites, as a small installation has.
+        let size = gzip(render(&sites(3)).as_bytes()).len();
+        assert!(size <= MAX_GZIP_BYTES, "the snippet is {size} bytes gzipped; the budget is {MAX_GZIP_BYTES}");
     }
 }
