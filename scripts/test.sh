@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: sets up real components and runs every test.
-#   1. GeoIP databases (scripts/geoip.sh) and the Python venv (chdb-core)
+#   1. Chromium and chromedriver (apt), GeoIP databases (scripts/geoip.sh) and the Python
+#      venv (chdb-core)
 #   2. a ClickHouse 18.16 server of its own, fresh data directory, free ports
 #   3. checks formatting and lints and the minified snippet (scripts/snippet.sh --check), builds
 #      the workspace, checks the schema on current ClickHouse (scripts/chdb-check.sh)
@@ -10,13 +11,16 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 case "${1:-}" in
-    -h|--help) sed -n '2,7s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,9s/^# \{0,1\}//p' "$0"; exit 0 ;;
     --) shift ;;
 esac
 
 command -v cargo >/dev/null || die "cargo is not installed: install Rust (https://rustup.rs) first"
 command -v cc >/dev/null || ensure_apt build-essential
 ensure_python
+# The snippet's end-to-end test drives real headless Chromium through chromedriver
+# (e2e/tests/browser.rs); both come from one Debian source package, so their versions match.
+ensure_apt chromium chromium-driver
 
 "$ROOT/scripts/geoip.sh"
 ensure_venv

@@ -66,13 +66,18 @@
       (/^(127\.|\[::1])|(^|\.)localhost$/.test(loc.hostname) && !has("local")) ||
       (nav.webdriver && !has("webdriver"));
 
-    // One beacon; `fields` may override url (the timing beacon names the page it measured).
-    var send = (type, fields) => {
+    // Whether nothing may be sent now: off, or opted out in this browser.
+    var skip = () => {
       try {
-        if (off || localStorage.getItem(OPTOUT_KEY) == "1") return;
+        return off || localStorage.getItem(OPTOUT_KEY) == "1";
       } catch (e) {
         // Storage is blocked (privacy settings, sandboxed frame): no opt-out can have been stored.
       }
+    };
+
+    // One beacon; `fields` may override url (the timing beacon names the page it measured).
+    var send = (type, fields) => {
+      if (skip()) return;
       var b = Object.assign({ site, type, url: loc.href, sw: screen.width, lang: nav.language }, fields);
       if (dnt) b.dnt = 1;
       else if (cookieName) {
@@ -130,7 +135,8 @@
       var key = hashRouting ? loc.href : loc.href.split("#")[0];
       if (key != lastKey) {
         send(undefined, { ref: lastKey || d.referrer || undefined });
-        lastKey = key;
+        // A page seen while opted out is forgotten: it must not become the next one's referrer.
+        lastKey = !skip() && key;
       }
     });
     pageview();
@@ -221,7 +227,8 @@
     var error = (msg, thrown, src, line, col) => {
       var key = msg + src + line;
       var stack = thrown && thrown.stack;
-      if (msg && src != script.src && !seen.has(key) && seen.size < 5) {
+      // "Script error." from a foreign script comes without source or error: nothing to fix.
+      if (msg && (src || thrown) && src != script.src && !seen.has(key) && seen.size < 5) {
         seen.add(key);
         send("error", { err: { msg, src, line, col, stack: stack && ("" + stack).slice(0, 1000) } });
       }

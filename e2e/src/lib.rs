@@ -25,6 +25,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod browser;
 pub mod scan;
 mod server;
 
