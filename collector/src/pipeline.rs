@@ -89,7 +89,10 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn process(&self, mut beacon: Beacon, facts: RequestFacts<'_>, site: &Site, controls: Controls<'_>) -> Outcome {
         let keys = controls.keys;
-        if facts.do_not_track && site.config.do_not_track == DoNotTrack::Drop {
+        // Under DNT/GPC at most an anonymous audience row is kept: a timing or error beacon,
+        // which has none, would store nothing, so it is counted as dropped.
+        let audience_type = matches!(beacon.kind.0, EventType::Pageview | EventType::Event);
+        if facts.do_not_track && (site.config.do_not_track == DoNotTrack::Drop || !audience_type) {
             return Outcome::DroppedDoNotTrack;
         }
         let user_agent = user_agent_prefix(facts.user_agent);
@@ -383,6 +386,11 @@ mod tests {
         assert!(t.is_none());
         assert!(matches!(
             run(PAGEVIEW, facts(CHROME, true), &site(false, DoNotTrack::Drop)),
+            Outcome::DroppedDoNotTrack
+        ));
+        let timing = r#"{"site":"s","type":"timing","url":"https://a.ru/","t":{"load":5}}"#;
+        assert!(matches!(
+            run(timing, facts(CHROME, true), &site(false, DoNotTrack::Anonymous)),
             Outcome::DroppedDoNotTrack
         ));
     }
