@@ -52,6 +52,10 @@ id = "optout"
 allowed_hosts = ["shop.test"]
 
 [[sites]]
+id = "links"
+allowed_hosts = ["shop.test"]
+
+[[sites]]
 id = "cookies"
 allowed_hosts = ["shop.test"]
 cookie_mode = true
@@ -60,7 +64,7 @@ cookie_days = {COOKIE_DAYS}
     )
 }
 
-const SITE_IDS: [&str; 5] = ["shop", "gpc", "gpcdrop", "optout", "cookies"];
+const SITE_IDS: [&str; 6] = ["shop", "gpc", "gpcdrop", "optout", "links", "cookies"];
 
 /// The statement of the error page that throws on a click: `error_line` is its line.
 const BOOM: &str = "throw new Error('e2e boom')";
@@ -118,11 +122,19 @@ fn page(collector_port: u16, target: &str) -> Option<String> {
              }});\n\
              </script>\n"
         ),
+        // Links the snippet tracks with data-outbound and data-downloads; each click is kept on
+        // the page (preventDefault), which does not stop the snippet's listener.
+        "links" => format!(
+            "<a id=\"out\" href=\"https://elsewhere.test/offer?ref=shop\" onclick=\"event.preventDefault()\">Offer</a>\n\
+             <a id=\"file\" href=\"/{site}/files/report.pdf\" onclick=\"event.preventDefault()\">Report</a>\n\
+             <a id=\"inner\" href=\"/{site}/second\" onclick=\"event.preventDefault()\">Inner</a>\n"
+        ),
         _ => format!("<p>Page {name} of the test shop.</p>\n<a id=\"next\" href=\"/{site}/home\">Home</a>\n"),
     };
+    let tracking = if site == "links" { " data-outbound data-downloads" } else { "" };
     Some(format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{site} {name}</title>\n{before}\
-         <script defer src=\"http://127.0.0.1:{collector_port}/script.js\" data-site=\"{site}\" data-webdriver></script>\n\
+         <script defer src=\"http://127.0.0.1:{collector_port}/script.js\" data-site=\"{site}\" data-webdriver{tracking}></script>\n\
          </head>\n<body>\n<h1>{name}</h1>\n{body}</body>\n</html>\n"
     ))
 }
@@ -494,6 +506,39 @@ fn a_local_opt_out_sends_nothing_until_opted_in() {
     );
     // The collector saw those three beacons and nothing else.
     assert_eq!(w.beacon_requests(), 3.0);
+    w.done();
+}
+
+#[test]
+fn outbound_and_download_clicks_become_events_when_enabled() {
+    let w = World::start("browser_links");
+    let b = &w.browser;
+    w.open("/links/links");
+    w.wait_rows("SELECT path FROM {audience} WHERE site = 'links'", 1);
+    for link in ["#out", "#file", "#inner"] {
+        b.click(link);
+    }
+    let events = w.wait_rows(
+        "SELECT name, prop_keys, prop_values FROM {audience} WHERE site = 'links' AND type = 'event' ORDER BY name",
+        2,
+    );
+    w.settle();
+    assert_eq!(
+        events,
+        w.rows(
+            "SELECT name, prop_keys, prop_values FROM {audience} WHERE site = 'links' AND type = 'event' ORDER BY name"
+        ),
+        "a link to the same site is no event"
+    );
+    let seen: Vec<(&str, Vec<String>)> = events.iter().map(|r| (s(&r["name"]), props(r))).collect();
+    assert_eq!(
+        seen,
+        [
+            ("download", vec!["file=/links/files/report.pdf".to_owned()]),
+            ("outbound", vec!["url=elsewhere.test/offer".to_owned()]),
+        ],
+        "{events:#?}"
+    );
     w.done();
 }
 
