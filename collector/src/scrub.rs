@@ -166,12 +166,25 @@ fn emails(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// `s` percent-decoded with its e-mail addresses removed, if the decoded text has any.
+/// Layers of percent-encoding looked through: a URL in a URL's query is encoded twice (`%2540`
+/// for `@`), a redirect inside that three times.
+const MAX_DECODINGS: usize = 3;
+
+/// `s` percent-decoded, layer by layer, down to the first layer that shows an e-mail address,
+/// with its addresses removed; `None` if no layer shows one.
 fn percent_decoded_emails(s: &str) -> Option<String> {
-    match emails(&percent_encoding::percent_decode_str(s).decode_utf8_lossy()) {
-        Cow::Owned(o) => Some(o),
-        Cow::Borrowed(_) => None,
+    let mut layer = Cow::Borrowed(s);
+    for _ in 0..MAX_DECODINGS {
+        let next = percent_encoding::percent_decode_str(&layer).decode_utf8_lossy().into_owned();
+        if next == *layer {
+            return None;
+        }
+        if let Cow::Owned(clean) = emails(&next) {
+            return Some(clean);
+        }
+        layer = Cow::Owned(next);
     }
+    None
 }
 
 /// The next `@` or `%40` at or after `from`: its position and length.
@@ -319,6 +332,8 @@ mod tests {
         check("call +79123456789, ok", "call [phone], ok");
         check("89123456789@mail.ru", "[email]");
         check("?email=%D0%B8%40%D0%BF%D0%BE%D1%87%D1%82%D0%B0.%D1%80%D1%84&x=%20", "?email=[email]&x= ");
+        // Encoded twice, as a URL inside a URL's query: `%2540` is `@`.
+        check("?next=%2Fa%3Fto%3D%25D0%25B8%2540%25D0%25BF.%25D1%2580%25D1%2584", "?next=/a?to=[email]");
     }
 
     #[test]
