@@ -30,6 +30,8 @@ use crate::{
 const AGENT_CACHE_CAPACITY: usize = 20_000;
 /// How often idle prefixes leave the rate limiter's memory.
 const RATE_LIMIT_FORGET_INTERVAL: Duration = Duration::from_secs(60);
+/// How often expired dead letters are looked for.
+const DEAD_LETTER_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Runs the collector until `shutdown` resolves, then drains and flushes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
@@ -57,8 +59,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         config.clickhouse.request_timeout(),
         unix_now,
     ));
-    let spool = Spool::open(&config.spool.dir, config.spool.max_bytes, metrics.clone())
-        .with_context(|| format!("cannot open the spool {} (spool.dir)", config.spool.dir.display()))?;
+    let spool = Arc::new(
+        Spool::open(&config.spool.dir, config.spool.max_bytes, metrics.clone())
+            .with_context(|| format!("cannot open the spool {} (spool.dir)", config.spool.dir.display()))?,
+    );
     if !spool.is_empty() {
         tracing::info!(dir = %spool.dir().display(), bytes = spool.bytes(), "replaying the spool");
     }
@@ -67,7 +71,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         &databases,
         config.sink.clone(),
         &config.spool,
-        Arc::new(spool),
+        spool.clone(),
         config.clickhouse.request_timeout(),
         metrics.clone(),
     );
@@ -119,6 +123,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             }
         }
     });
+    let pruner =
+        tokio::spawn(prune_dead_letters(spool, Duration::from_secs(u64::from(config.spool.dead_letter_days) * 86_400)));
 
     // Half of the shutdown time lets open requests finish; the rest flushes the sink.
     let total = Duration::from_millis(config.server.shutdown_timeout_ms);
@@ -127,6 +133,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let report = sink.shutdown(total / 2).await;
     refresher.abort();
     forgetter.abort();
+    pruner.abort();
     if report.rows_lost > 0 {
         anyhow::bail!("{} rows were neither inserted nor spooled before the shutdown deadline", report.rows_lost);
     }
@@ -135,6 +142,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     }
     tracing::info!("collector stopped cleanly");
     Ok(())
+}
+
+/// Deletes expired dead letters at start-up and then hourly.
+async fn prune_dead_letters(spool: Arc<Spool>, max_age: Duration) {
+    let mut every = tokio::time::interval(DEAD_LETTER_PRUNE_INTERVAL);
+    loop {
+        every.tick().await;
+        let spool = spool.clone();
+        match tokio::task::spawn_blocking(move || spool.prune_dead_letters(max_age)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(pruned)) => tracing::info!(pruned, "expired dead letters deleted"),
+            Ok(Err(error)) => tracing::error!(%error, "cannot prune the dead letters"),
+            Err(error) => tracing::error!(%error, "the dead-letter pruner failed"),
+        }
+    }
 }
 
 fn unix_now() -> u32 {

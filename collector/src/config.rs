@@ -192,11 +192,14 @@ pub struct SpoolConfig {
     /// Size at which the `fsync` mode's write-ahead segment is sealed and replayed (it is also
     /// sealed after `sink.flush_interval_ms`).
     pub segment_bytes: u64,
+    /// Dead letters older than this many days are deleted: they hold pseudonymised rows, which
+    /// must not outlive the troubleshooting retention.
+    pub dead_letter_days: u32,
 }
 
 impl Default for SpoolConfig {
     fn default() -> Self {
-        Self { dir: PathBuf::from("spool"), max_bytes: 1 << 30, segment_bytes: 4 << 20 }
+        Self { dir: PathBuf::from("spool"), max_bytes: 1 << 30, segment_bytes: 4 << 20, dead_letter_days: 14 }
     }
 }
 
@@ -417,6 +420,9 @@ impl Config {
         }
         if sp.max_bytes < sp.segment_bytes {
             p("spool.max_bytes", "must be at least spool.segment_bytes");
+        }
+        if !(1..=366).contains(&sp.dead_letter_days) {
+            p("spool.dead_letter_days", "must be between 1 and 366");
         }
         let r = &self.rate_limit;
         if r.beacons_per_second > 0 && r.burst == 0 {

@@ -248,6 +248,27 @@ impl Spool {
         Ok(true)
     }
 
+    /// Deletes dead letters (segment and reason) last written more than `max_age` ago: they
+    /// hold pseudonymised rows, which must not outlive the stores' retention. Returns how many
+    /// segments went.
+    pub fn prune_dead_letters(&self, max_age: Duration) -> io::Result<usize> {
+        let dir = self.dir.join(DEAD_LETTER_DIR);
+        let mut pruned = 0;
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            let metadata = entry.metadata()?;
+            let age = metadata.modified()?.elapsed().unwrap_or_default();
+            if age <= max_age || !metadata.is_file() {
+                continue;
+            }
+            fs::remove_file(entry.path())?;
+            let mut state = self.state();
+            state.dead_letter_bytes = state.dead_letter_bytes.saturating_sub(metadata.len());
+            pruned += usize::from(entry.path().extension().is_some_and(|e| e == "seg"));
+        }
+        Ok(pruned)
+    }
+
     fn write_reason(&self, segment: &Path, table: Table, rows: u32, reason: &str) -> io::Result<()> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let text = format!("time={now}\ntable={}\nrows={rows}\nreason={reason}\n", table.label());
@@ -608,6 +629,24 @@ mod tests {
         spool.remove(&oldest, 1).unwrap();
         assert!(spool.is_empty());
         assert_eq!(spool.bytes(), 0);
+    }
+
+    #[test]
+    fn dead_letters_older_than_the_retention_are_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 1 << 20, Arc::new(Metrics::new())).unwrap();
+        let mut batch = Batch::new(Table::Audience);
+        batch.push(b"refused");
+        assert!(spool.dead_letter_batch(&batch, "Code: 33").unwrap());
+        let letters = || fs::read_dir(dir.path().join(DEAD_LETTER_DIR)).unwrap().count();
+        assert_eq!(letters(), 2, "the segment and its reason");
+        assert_eq!(spool.prune_dead_letters(Duration::from_secs(3600)).unwrap(), 0);
+        let old = SystemTime::now() - Duration::from_secs(7200);
+        for entry in fs::read_dir(dir.path().join(DEAD_LETTER_DIR)).unwrap() {
+            File::options().write(true).open(entry.unwrap().path()).unwrap().set_modified(old).unwrap();
+        }
+        assert_eq!(spool.prune_dead_letters(Duration::from_secs(3600)).unwrap(), 1);
+        assert_eq!(letters(), 0);
     }
 
     #[test]
