@@ -1,7 +1,11 @@
 //! Endpoint handlers. Each reads the request, calls the pure stages, queues rows, and returns
 //! a response; refusals are `Rejection`s, turned into responses in `respond`.
 
-use std::{io::Read, sync::atomic::Ordering};
+use std::{
+    io::Read,
+    net::{IpAddr, Ipv4Addr},
+    sync::atomic::Ordering,
+};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header, request::Parts};
@@ -43,11 +47,11 @@ pub async fn route(app: &App, request: Request<Incoming>) -> Response<Body> {
 
 async fn post_event(app: &App, request: Request<Incoming>) -> Result<Response<Body>, Rejection> {
     let (parts, body) = request.into_parts();
-    admit(app, &parts)?;
+    let ip = admit(app, &parts)?;
     let gzip = body_encoding(&parts.headers)?;
     let body = read_body(body, gzip).await?;
     let beacon = beacon::from_json(&body)?;
-    accept(app, beacon, &parts).await?;
+    accept(app, beacon, &parts, ip).await?;
     let mut response = empty(StatusCode::ACCEPTED);
     // Accepted, so any Origin sent is an allowed host of the beacon's site.
     if let Some(origin) = parts.headers.get(header::ORIGIN) {
@@ -58,9 +62,9 @@ async fn post_event(app: &App, request: Request<Incoming>) -> Result<Response<Bo
 
 async fn get_gif(app: &App, request: Request<Incoming>) -> Result<Response<Body>, Rejection> {
     let (parts, _body) = request.into_parts();
-    admit(app, &parts)?;
+    let ip = admit(app, &parts)?;
     let beacon = beacon::from_query(parts.uri.query().unwrap_or_default())?;
-    accept(app, beacon, &parts).await?;
+    accept(app, beacon, &parts, ip).await?;
     let mut response = Response::new(Full::new(Bytes::from_static(TRANSPARENT_GIF)));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/gif"));
@@ -76,22 +80,21 @@ const TRANSPARENT_GIF: &[u8] = &[
 ];
 
 /// Refuses a beacon before its body is read: shutting down, or over its network's rate.
-fn admit(app: &App, parts: &Parts) -> Result<(), Rejection> {
+/// Returns the client's address.
+fn admit(app: &App, parts: &Parts) -> Result<IpAddr, Rejection> {
     if app.shutting_down.load(Ordering::Relaxed) {
         return Err(Rejection::ShuttingDown);
     }
-    if !app.rate_limit.admits(client_ip(peer(parts), &parts.headers, &app.trusted_proxies)) {
+    let peer = parts.extensions.get::<Peer>().map(|p| p.0).unwrap_or(Ipv4Addr::UNSPECIFIED.into());
+    let ip = client_ip(peer, &parts.headers, &app.trusted_proxies);
+    if !app.rate_limit.admits(ip) {
         return Err(Rejection::RateLimited);
     }
-    Ok(())
-}
-
-fn peer(parts: &Parts) -> std::net::IpAddr {
-    parts.extensions.get::<Peer>().map(|p| p.0).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into())
+    Ok(ip)
 }
 
 /// Checks the site, origin and host, pseudonymises, encodes and hands the rows to the sink.
-async fn accept(app: &App, beacon: Beacon, parts: &Parts) -> Result<(), Rejection> {
+async fn accept(app: &App, beacon: Beacon, parts: &Parts, ip: IpAddr) -> Result<(), Rejection> {
     let site = app.sites.get(&beacon.site).ok_or(Rejection::UnknownSite)?;
     if let Some(origin) = parts.headers.get(header::ORIGIN)
         && !origin_host(origin).is_some_and(|h| host_allowed(site, &h))
@@ -110,7 +113,7 @@ async fn accept(app: &App, beacon: Beacon, parts: &Parts) -> Result<(), Rejectio
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let cookie = site.config.cookie_mode.then(|| cookie_value(headers, &site.config.cookie_name)).flatten();
     let facts = RequestFacts {
-        ip: client_ip(peer(parts), headers, &app.trusted_proxies),
+        ip,
         user_agent,
         cookie,
         do_not_track: beacon.do_not_track || header_is_one(headers, "dnt") || header_is_one(headers, "sec-gpc"),

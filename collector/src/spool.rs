@@ -85,6 +85,14 @@ struct State {
     open_segments: usize,
 }
 
+impl State {
+    /// The sequence number of a new segment: file names sort in the order segments were made.
+    fn take_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq - 1
+    }
+}
+
 impl Spool {
     /// Takes the directory's lock, seals what a crash left open, and queues every sealed
     /// segment for replay in sequence order.
@@ -154,11 +162,10 @@ impl Spool {
 
     /// Writes a batch as one sealed segment: written whole, fsynced, then renamed into place.
     pub fn write_batch(&self, batch: &Batch) -> Result<(), SpoolError> {
-        let mut data = Vec::with_capacity(FILE_MAGIC.len() + RECORD_HEADER + batch.bytes.len());
-        data.extend_from_slice(FILE_MAGIC);
-        encode_record(batch.rows, &batch.bytes, &mut data);
+        let data = segment_of(batch);
         let size = data.len() as u64;
-        let seq = self.reserve(size)?;
+        self.reserve(size)?;
+        let seq = self.state().take_seq();
         let tmp = segment_path(&self.dir, batch.table, seq, "tmp");
         let written = (|| {
             let mut file = File::create(&tmp)?;
@@ -227,17 +234,14 @@ impl Spool {
     /// Writes a batch ClickHouse refused into `dead-letter/`; false when the dead letters are
     /// already `max_bytes` large and the batch was discarded instead.
     pub fn dead_letter_batch(&self, batch: &Batch, reason: &str) -> io::Result<bool> {
-        let mut data = Vec::with_capacity(FILE_MAGIC.len() + RECORD_HEADER + batch.bytes.len());
-        data.extend_from_slice(FILE_MAGIC);
-        encode_record(batch.rows, &batch.bytes, &mut data);
+        let data = segment_of(batch);
         let seq = {
             let mut state = self.state();
             if state.dead_letter_bytes + data.len() as u64 > self.max_bytes {
                 return Ok(false);
             }
             state.dead_letter_bytes += data.len() as u64;
-            state.next_seq += 1;
-            state.next_seq - 1
+            state.take_seq()
         };
         let target = self.dir.join(DEAD_LETTER_DIR).join(segment_name(batch.table, seq, "seg"));
         let mut file = File::create(&target)?;
@@ -285,16 +289,15 @@ impl Spool {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Claims `bytes` of the cap and a sequence number.
-    fn reserve(&self, bytes: u64) -> Result<u64, SpoolError> {
+    /// Claims `bytes` of the cap.
+    fn reserve(&self, bytes: u64) -> Result<(), SpoolError> {
         let mut state = self.state();
         if state.bytes + bytes > self.max_bytes {
             return Err(SpoolError::Full);
         }
         state.bytes += bytes;
-        state.next_seq += 1;
         self.update_gauges(&state);
-        Ok(state.next_seq - 1)
+        Ok(())
     }
 
     fn release(&self, bytes: u64) {
@@ -447,11 +450,7 @@ impl Wal {
 }
 
 fn new_segment(spool: &Spool, table: Table) -> io::Result<OpenSegment> {
-    let seq = {
-        let mut state = spool.state();
-        state.next_seq += 1;
-        state.next_seq - 1
-    };
+    let seq = spool.state().take_seq();
     let path = segment_path(&spool.dir, table, seq, "open");
     let mut file = File::create(&path)?;
     file.write_all(FILE_MAGIC)?;
@@ -461,6 +460,14 @@ fn new_segment(spool: &Spool, table: Table) -> io::Result<OpenSegment> {
     state.bytes += FILE_MAGIC.len() as u64;
     spool.update_gauges(&state);
     Ok(OpenSegment { file, seq, bytes: FILE_MAGIC.len() as u64, since: Instant::now() })
+}
+
+/// A whole segment file holding `batch` as its one record.
+fn segment_of(batch: &Batch) -> Vec<u8> {
+    let mut data = Vec::with_capacity(FILE_MAGIC.len() + RECORD_HEADER + batch.bytes.len());
+    data.extend_from_slice(FILE_MAGIC);
+    encode_record(batch.rows, &batch.bytes, &mut data);
+    data
 }
 
 fn encode_record(rows: u32, payload: &[u8], out: &mut Vec<u8>) {
