@@ -4,12 +4,14 @@
 # old 18.16 server. Catches SQL that only one of the two accepts.
 #
 # usage: chdb-check.sh
-#   AGGREGATOR  aggregator binary (default: target/debug/aggregator; build it first)
+#   AGGREGATOR     aggregator binary (default: target/debug/aggregator; build it first)
+#   DASHBOARD_SQL  dashboard-sql binary (default: target/debug/dashboard-sql)
 # Steps: start the shim on a free port with a fresh data directory, `aggregator migrate`
 # twice (the second run proves migrations are idempotent), then the aggregator's other queries
-# (stats, a run pass, data-subject requests), then every dashboards/**/*.sql,
-# statement by statement, with {prefix} replaced by "chdbcheck". Exits non-zero on the first
-# failure. The shim's log is printed when something fails.
+# (stats, a run pass with the rollups, data-subject requests), then every ClickHouse panel and
+# variable of dashboards/grafana/, expanded as Grafana's plugin expands it (dashboard-sql), for
+# one site and for all. Exits non-zero on the first failure. The shim's log is printed when
+# something fails.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -20,8 +22,10 @@ case "${1:-}" in
 esac
 
 AGGREGATOR="${AGGREGATOR:-$ROOT/target/debug/aggregator}"
+DASHBOARD_SQL="${DASHBOARD_SQL:-$ROOT/target/debug/dashboard-sql}"
 PREFIX=chdbcheck
 [ -x "$AGGREGATOR" ] || die "no aggregator binary at $AGGREGATOR (cargo build -p aggregator, or set AGGREGATOR)"
+[ -x "$DASHBOARD_SQL" ] || die "no dashboard-sql binary at $DASHBOARD_SQL (cargo build -p e2e --bins)"
 
 ensure_venv
 tmp="$(mktemp -d)"
@@ -78,12 +82,9 @@ for action in block export erase unblock; do
         --ip 192.0.2.1 --ua chdb-check >/dev/null || die "aggregator subject $action failed"
 done
 
-mapfile -t dashboards < <(find "$ROOT/dashboards" -name '*.sql' -type f 2>/dev/null | sort)
-if [ ${#dashboards[@]} -eq 0 ]; then
-    log "no dashboards/*.sql to check"
-else
-    log "checking ${#dashboards[@]} dashboard files"
-    "$VENV/bin/python" "$ROOT/scripts/run_sql.py" --url "$url" \
-        --replace "{prefix}=$PREFIX" "${dashboards[@]}" || die "dashboard SQL failed"
-fi
+for site in chdbcheck ""; do
+    "$DASHBOARD_SQL" --prefix "$PREFIX" ${site:+--site "$site"} | cut -f3 | sed 's/$/;/' > "$tmp/dashboards.sql"
+    log "dashboard queries ($(wc -l < "$tmp/dashboards.sql"), site ${site:-All})"
+    "$VENV/bin/python" "$ROOT/scripts/run_sql.py" --url "$url" "$tmp/dashboards.sql" || die "dashboard SQL failed"
+done
 log "chdb check passed"

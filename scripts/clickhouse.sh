@@ -42,14 +42,7 @@ tcp_port="${tcp_port:-${saved_tcp:-19000}}"
 
 # running_pid: print the server's pid if it runs on this data directory. The cmdline check
 # guards against a stale pid file whose pid now belongs to another process.
-running_pid() {
-    local pid
-    [ -f "$PIDFILE" ] || return 1
-    pid="$(cat "$PIDFILE")"
-    kill -0 "$pid" 2>/dev/null || return 1
-    tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "--path=$DIR/data/" || return 1
-    echo "$pid"
-}
+running_pid() { pid_of "$PIDFILE" "--path=$DIR/data/"; }
 
 # secrets: $DIR/secrets.env holds the admin password (created once, mode 600); the users file
 # the server reads is the template with that password's hash.
@@ -141,13 +134,7 @@ stop() {
         log "not running"
         return 0
     fi
-    kill -TERM "$pid"
-    local deadline=$((SECONDS + STOP_TIMEOUT))
-    while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "no exit after ${STOP_TIMEOUT}s, killing"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
+    stop_process "$pid" "$STOP_TIMEOUT"
     rm -f "$PIDFILE"
     log "stopped"
 }

@@ -92,6 +92,28 @@ install_roles() {
     done
 }
 
+# pid_of PIDFILE MARKER: print the pid in PIDFILE if that process runs and its command line
+# holds MARKER (its data directory, say): a stale pid file's pid may belong to another process.
+pid_of() {
+    local pid
+    [ -f "$1" ] || return 1
+    pid="$(cat "$1")"
+    kill -0 "$pid" 2>/dev/null || return 1
+    tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$2" || return 1
+    echo "$pid"
+}
+
+# stop_process PID SECONDS: SIGTERM, then SIGKILL if it has not exited after SECONDS.
+stop_process() {
+    local pid="$1" deadline=$((SECONDS + $2))
+    kill -TERM "$pid" 2>/dev/null || return 0
+    while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "no exit after ${2}s, killing"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+}
+
 # free_port: print a TCP port on 127.0.0.1 that was free a moment ago.
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -114,6 +136,7 @@ PY
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     echo "lib.sh is sourced by the other scripts: source scripts/lib.sh; then use"
     echo "  \$ROOT \$WORK \$VENV, log MSG, die MSG, ensure_apt PKG..., ensure_venv, ensure_python, random_secret,"
-    echo "  install_roles CH_NAME PREFIX AGGREGATOR CONFIG, free_port, port_free PORT"
+    echo "  install_roles CH_NAME PREFIX AGGREGATOR CONFIG, pid_of PIDFILE MARKER, stop_process PID SECONDS,"
+    echo "  free_port, port_free PORT"
     exit 0
 fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: sets up real components and runs every test.
-#   1. Chromium and chromedriver (apt), GeoIP databases (scripts/geoip.sh) and the Python
-#      venv (chdb-core)
+#   1. Chromium, chromedriver and Prometheus (apt), GeoIP databases (scripts/geoip.sh) and the
+#      Python venv (chdb-core)
 #   2. a ClickHouse 18.16 server of its own, fresh data directory, free ports
 #   3. checks formatting and lints and the minified snippet (scripts/snippet.sh --check), builds
 #      the workspace, checks the schema on current ClickHouse (scripts/chdb-check.sh)
@@ -20,7 +20,9 @@ command -v cc >/dev/null || ensure_apt build-essential
 ensure_python
 # The snippet's end-to-end test drives real headless Chromium through chromedriver
 # (e2e/tests/browser.rs); both come from one Debian source package, so their versions match.
-ensure_apt chromium chromium-driver
+# The collector-health dashboard and the alerts are tested on Prometheus and promtool
+# (e2e/tests/collector_health.rs).
+ensure_apt chromium chromium-driver prometheus
 
 "$ROOT/scripts/geoip.sh"
 ensure_venv
@@ -46,7 +48,7 @@ log "snippet/script.min.js is what snippet/script.js minifies to (scripts/snippe
 log "cargo build"
 cargo build --workspace --all-targets --locked
 
-log "schema and dashboard SQL on current ClickHouse (chdb-core)"
+log "schema, aggregator and dashboard SQL on current ClickHouse (chdb-core)"
 "$ROOT/scripts/chdb-check.sh"
 
 # shellcheck disable=SC1091

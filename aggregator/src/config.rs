@@ -24,8 +24,8 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PrivacyConfig {
-    /// Rollup groups (a page, a referrer, a city, ... on one day) with fewer distinct visitors
-    /// than this are left out of what analysts see (k-anonymity's k).
+    /// Rollup groups (a page, a channel, a city, ... on one day, or one hour) with fewer
+    /// distinct visitors than this are left out of what analysts see (k-anonymity's k).
     pub min_group_size: u32,
     /// Days of rollups recomputed on every pass (today and the days before it).
     pub rollup_days: u16,

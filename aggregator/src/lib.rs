@@ -5,6 +5,7 @@
 //! a thin dispatcher. See ARCHITECTURE.md.
 
 mod audit;
+mod channels;
 mod config;
 mod migrate;
 mod retention;
@@ -18,7 +19,7 @@ pub use crate::{
     config::{Config, PrivacyConfig, RetentionConfig, RunConfig, SaltsConfig},
     migrate::{MigrateError, Report as MigrateReport, migrate},
     retention::enforce as enforce_retention,
-    rollups::{days_with, refresh as refresh_rollups},
+    rollups::{days_with, record_current_visitors, refresh as refresh_rollups},
     run::{Pass, PassError, forever as run_forever, pass as run_pass},
     salts::{SaltError, ensure as ensure_salts, expire as expire_salts, period_start},
     stats::{PageStats, Stats, stats},

@@ -53,7 +53,8 @@ enum Command {
     Salts,
     /// Drop event partitions older than the retention of their store.
     Retention,
-    /// Recompute the analysts' rollups of the last days (today included).
+    /// Recompute the analysts' rollups of the last days (today included) and record the
+    /// current visitors.
     Rollups {
         /// How many days; default: privacy.rollup_days.
         #[arg(long)]
@@ -168,6 +169,7 @@ async fn run(config: aggregator::Config, command: Command) -> anyhow::Result<()>
             let days: Vec<u16> =
                 (0..days.unwrap_or(config.privacy.rollup_days)).filter_map(|b| today.checked_sub(b)).collect();
             aggregator::refresh_rollups(&client, &databases, &days, config.privacy.min_group_size).await?;
+            aggregator::record_current_visitors(&client, &databases, now, config.privacy.min_group_size).await?;
             println!("rollup days refreshed: {}", days.len());
         }
         Command::Retention => {

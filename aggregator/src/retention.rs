@@ -1,5 +1,6 @@
 //! Retention: drops whole daily partitions of the event tables once they are older than the
-//! store's retention, which works on every ClickHouse version, and audits each drop.
+//! store's retention, which works on every ClickHouse version, and audits each drop. The
+//! current visitors of the day before yesterday go too (counts only, so not audited).
 
 use clickhouse::{Client, Row};
 use serde::Deserialize;
@@ -10,7 +11,6 @@ use crate::{audit, config::RetentionConfig};
 #[derive(Debug, Row, Deserialize)]
 struct Partition {
     partition: String,
-    day: u32,
     rows: u64,
 }
 
@@ -27,22 +27,8 @@ pub async fn enforce(
     for (db, days) in
         [(databases.audience(), config.audience_days), (databases.troubleshooting(), config.troubleshooting_days)]
     {
-        let oldest_kept = today.saturating_sub(days);
-        let partitions = client
-            .query(
-                "SELECT partition, toUInt32(min(min_date)) AS day, sum(rows) AS rows FROM system.parts \
-                 WHERE database = ? AND table = 'events' AND active GROUP BY partition ORDER BY day",
-            )
-            .bind(db)
-            .fetch_all::<Partition>()
-            .await?;
-        for p in partitions.into_iter().filter(|p| p.day < oldest_kept) {
-            // The partition of a Date key reads `YYYY-MM-DD`; anything else is not ours to drop.
-            if !is_date_literal(&p.partition) {
-                tracing::warn!(database = db, partition = p.partition, "unexpected partition name; not dropped");
-                continue;
-            }
-            let table = format!("{db}.events");
+        let table = format!("{db}.events");
+        for p in old_partitions(client, db, "events", today.saturating_sub(days)).await? {
             client.query(&format!("ALTER TABLE {table} DROP PARTITION '{}'", p.partition)).execute().await?;
             tracing::info!(table, partition = p.partition, rows = p.rows, "retention: partition dropped");
             let row = audit::deletion(
@@ -57,7 +43,51 @@ pub async fn enforce(
             dropped.push(row);
         }
     }
+    let current = store::CURRENT_VISITORS_TABLE;
+    for p in old_partitions(client, databases.rollups(), current, today.saturating_sub(1)).await? {
+        let table = format!("{}.{current}", databases.rollups());
+        client.query(&format!("ALTER TABLE {table} DROP PARTITION '{}'", p.partition)).execute().await?;
+    }
     Ok(dropped)
+}
+
+/// The daily partitions of `db.table` before day `oldest_kept`.
+async fn old_partitions(
+    client: &Client,
+    db: &str,
+    table: &str,
+    oldest_kept: u32,
+) -> Result<Vec<Partition>, clickhouse::error::Error> {
+    let partitions = client
+        .query(
+            "SELECT partition, sum(rows) AS rows FROM system.parts \
+             WHERE database = ? AND table = ? AND active GROUP BY partition ORDER BY partition",
+        )
+        .bind(db)
+        .bind(table)
+        .fetch_all::<Partition>()
+        .await?;
+    // A daily partition reads `YYYY-MM-DD` (for a `DateTime` key too, where system.parts has
+    // no min_date); anything else is not ours to drop.
+    Ok(partitions
+        .into_iter()
+        .filter(|p| match day_of(&p.partition) {
+            Some(day) => day < oldest_kept,
+            None => {
+                tracing::warn!(database = db, table, partition = p.partition, "unexpected partition name; not dropped");
+                false
+            }
+        })
+        .collect())
+}
+
+/// The day number of a `YYYY-MM-DD` partition.
+fn day_of(partition: &str) -> Option<u32> {
+    if !is_date_literal(partition) {
+        return None;
+    }
+    let date = chrono::NaiveDate::parse_from_str(partition, "%Y-%m-%d").ok()?;
+    u32::try_from(date.signed_duration_since(chrono::NaiveDate::default()).num_days()).ok()
 }
 
 fn is_date_literal(s: &str) -> bool {
@@ -72,6 +102,9 @@ mod tests {
     #[test]
     fn accepts_only_date_partitions() {
         assert!(is_date_literal("2026-11-24"));
+        assert_eq!(day_of("1970-01-02"), Some(1));
+        assert_eq!(day_of("2025-11-24"), Some(20_416));
+        assert_eq!(day_of("2025-13-40"), None);
         for bad in ["20261124", "2026-11-24'; DROP", "tuple()", ""] {
             assert!(!is_date_literal(bad), "{bad}");
         }

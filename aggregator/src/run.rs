@@ -1,6 +1,7 @@
 //! `aggregator run`: the long-running service. Each pass creates the salts ahead of time,
 //! deletes expired ones, enforces retention and refreshes the recent days' rollups; `--once`
-//! runs a single pass.
+//! runs a single pass. Between passes, the current visitors are recorded every
+//! [`CURRENT_INTERVAL`], so the dashboards' figure is at most a minute old.
 
 use std::{future::Future, time::Duration};
 
@@ -33,6 +34,7 @@ pub async fn pass(client: &Client, databases: &Databases, config: &Config, now: 
     let today = store::day_number(now);
     let days: Vec<u16> = (0..config.privacy.rollup_days).filter_map(|back| today.checked_sub(back)).collect();
     rollups::refresh(client, databases, &days, config.privacy.min_group_size).await?;
+    rollups::record_current_visitors(client, databases, now, config.privacy.min_group_size).await?;
     Ok(Pass {
         salts_created: created.len(),
         salts_deleted: deleted.len(),
@@ -41,8 +43,12 @@ pub async fn pass(client: &Client, databases: &Databases, config: &Config, now: 
     })
 }
 
-/// Runs a pass every `run.interval_s` until `shutdown` resolves. A failed pass is logged and
-/// retried at the next interval: a ClickHouse outage must not stop salt rotation for good.
+/// How often the current visitors are recorded.
+pub const CURRENT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Runs a pass every `run.interval_s`, and records the current visitors every
+/// [`CURRENT_INTERVAL`], until `shutdown` resolves. A failed pass is logged and retried at
+/// the next interval: a ClickHouse outage must not stop salt rotation for good.
 pub async fn forever(
     client: &Client,
     databases: &Databases,
@@ -51,20 +57,32 @@ pub async fn forever(
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
-    let interval = Duration::from_secs(config.run.interval_s);
+    let mut passes = tokio::time::interval(Duration::from_secs(config.run.interval_s));
+    let mut current = tokio::time::interval(CURRENT_INTERVAL);
+    for timer in [&mut passes, &mut current] {
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
+    // Both fire at once; a pass records the current visitors itself.
+    current.tick().await;
     loop {
-        match pass(client, databases, config, clock()).await {
-            Ok(p) => tracing::info!(
-                salts_created = p.salts_created,
-                salts_deleted = p.salts_deleted,
-                partitions_dropped = p.partitions_dropped,
-                rollup_days = p.rollup_days,
-                "pass done"
-            ),
-            Err(error) => tracing::error!(%error, "pass failed"),
-        }
         tokio::select! {
-            () = tokio::time::sleep(interval) => {}
+            _ = passes.tick() => match pass(client, databases, config, clock()).await {
+                Ok(p) => tracing::info!(
+                    salts_created = p.salts_created,
+                    salts_deleted = p.salts_deleted,
+                    partitions_dropped = p.partitions_dropped,
+                    rollup_days = p.rollup_days,
+                    "pass done"
+                ),
+                Err(error) => tracing::error!(%error, "pass failed"),
+            },
+            _ = current.tick() => {
+                if let Err(error) =
+                    rollups::record_current_visitors(client, databases, clock(), config.privacy.min_group_size).await
+                {
+                    tracing::warn!(%error, "recording the current visitors failed");
+                }
+            }
             () = &mut shutdown => return,
         }
     }

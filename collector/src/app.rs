@@ -42,6 +42,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         None
     };
     let metrics = Arc::new(Metrics::new());
+    metrics.register_sites(config.sites.iter().map(|s| s.id.as_str()));
     let databases = config.clickhouse.databases();
     let client = config.clickhouse.client(Compression::Lz4);
 

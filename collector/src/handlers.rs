@@ -123,20 +123,24 @@ async fn accept(app: &App, beacon: Beacon, parts: &Parts, ip: IpAddr) -> Result<
     let outcome = app.pipeline.process(beacon, facts, site, Controls { keys, blocklist: &blocklist });
     // Guards of the salts and blocklist must not be held across the wait in `fsync` mode.
     drop((salts, blocklist));
+    let site_id = site.config.id.as_str();
+    let dropped = &app.metrics.beacons_dropped;
+    let [do_not_track, blocked] = crate::metrics::DROP_REASONS;
     match outcome {
         Outcome::Store { rows, is_bot, ua_cache_hit } => {
             app.sink.submit(EncodedBeacon::encode(rows)).await?;
             let metrics = &app.metrics;
-            metrics.ua_cache_lookups.with_label_values(&[if ua_cache_hit { "hit" } else { "miss" }]).inc();
+            let [hit, miss] = crate::metrics::CACHE_RESULTS;
+            metrics.ua_cache_lookups.with_label_values(&[if ua_cache_hit { hit } else { miss }]).inc();
             if is_bot {
                 metrics.bot_hits.inc();
             }
         }
-        Outcome::DroppedDoNotTrack => app.metrics.beacons_dropped.with_label_values(&["do_not_track"]).inc(),
+        Outcome::DroppedDoNotTrack => dropped.with_label_values(&[do_not_track, site_id]).inc(),
         // Answered like any accepted beacon: the response reveals nothing about the block.
-        Outcome::DroppedBlocked => app.metrics.beacons_dropped.with_label_values(&["blocked"]).inc(),
+        Outcome::DroppedBlocked => dropped.with_label_values(&[blocked, site_id]).inc(),
     }
-    app.metrics.beacons_accepted.with_label_values(&[kind.as_str()]).inc();
+    app.metrics.beacons_accepted.with_label_values(&[kind.as_str(), site_id]).inc();
     Ok(())
 }
 

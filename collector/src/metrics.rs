@@ -1,10 +1,14 @@
 //! Prometheus metrics, all in one place with conventional names and units. Labels carry
-//! only bounded, non-identifying values (endpoints, reasons, tables): never an address,
-//! a cookie, a site-supplied string or a URL.
+//! only bounded, non-identifying values (endpoints, reasons, tables, the configured site
+//! ids): never an address, a cookie, a beacon's own string or a URL. Series of closed label
+//! sets are created at start, at 0, so dashboards and alerts see them before the first event.
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
+use store::EventType;
+
+use crate::batch::Table;
 
 pub struct Metrics {
     registry: Registry,
@@ -12,11 +16,11 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     /// Time to answer, by endpoint.
     pub http_request_duration: HistogramVec,
-    /// Beacons answered 202/200, by beacon type.
+    /// Beacons answered 202/200, by beacon type and site.
     pub beacons_accepted: IntCounterVec,
     /// Beacons refused, by reason (the same words as the error responses' reasons).
     pub beacons_rejected: IntCounterVec,
-    /// Accepted beacons deliberately not stored, by reason.
+    /// Accepted beacons deliberately not stored, by reason and site.
     pub beacons_dropped: IntCounterVec,
     /// Accepted beacons from crawlers (stored for troubleshooting only).
     pub bot_hits: IntCounter,
@@ -24,6 +28,8 @@ pub struct Metrics {
     pub ua_cache_lookups: IntCounterVec,
     /// Beacons waiting between handlers and the batcher.
     pub sink_queue_beacons: IntGauge,
+    /// How many beacons the queue holds (`sink.queue_capacity`), for alerts on a full queue.
+    pub sink_queue_capacity_beacons: IntGauge,
     /// Rows taken from the queue and not yet inserted: buffered, or in an insert or retry.
     pub sink_pending_rows: IntGauge,
     /// Batches being inserted or retried.
@@ -96,16 +102,17 @@ impl Metrics {
                 &["endpoint"],
                 vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0],
             ),
-            beacons_accepted: counter_vec("beacons_accepted_total", "Beacons accepted.", &["type"]),
+            beacons_accepted: counter_vec("beacons_accepted_total", "Beacons accepted.", &["type", "site"]),
             beacons_rejected: counter_vec("beacons_rejected_total", "Beacons refused, by reason.", &["reason"]),
             beacons_dropped: counter_vec(
                 "beacons_dropped_total",
                 "Accepted beacons not stored, by reason.",
-                &["reason"],
+                &["reason", "site"],
             ),
             bot_hits: counter("bot_hits_total", "Accepted beacons from crawlers."),
             ua_cache_lookups: counter_vec("ua_cache_lookups_total", "User-Agent cache lookups.", &["result"]),
             sink_queue_beacons: gauge("sink_queue_beacons", "Beacons waiting for the batcher."),
+            sink_queue_capacity_beacons: gauge("sink_queue_capacity_beacons", "Beacons the sink queue holds."),
             sink_pending_rows: gauge("sink_pending_rows", "Rows buffered or being inserted, not yet in ClickHouse."),
             sink_inflight_batches: gauge("sink_inflight_batches", "Batches being inserted or retried."),
             sink_rows: counter_vec("sink_rows_total", "Rows by table and outcome.", &["table", "outcome"]),
@@ -152,6 +159,43 @@ impl Metrics {
             ),
             registry,
         }
+        .with_closed_series()
+    }
+
+    /// Creates the series of every closed label set at 0: per table, outcome and result.
+    fn with_closed_series(self) -> Self {
+        for table in Table::ALL.map(Table::label) {
+            for outcome in SINK_ROW_OUTCOMES {
+                self.sink_rows.with_label_values(&[table, outcome]);
+            }
+            for outcome in INSERT_OUTCOMES {
+                self.sink_inserts.with_label_values(&[table, outcome]);
+            }
+            for outcome in SPOOL_ROW_OUTCOMES {
+                self.spool_rows.with_label_values(&[table, outcome]);
+            }
+            self.sink_insert_duration.with_label_values(&[table]);
+            self.dead_letter_rows.with_label_values(&[table]);
+        }
+        for outcome in REFRESH_OUTCOMES {
+            self.control_refreshes.with_label_values(&[outcome]);
+        }
+        for result in CACHE_RESULTS {
+            self.ua_cache_lookups.with_label_values(&[result]);
+        }
+        self
+    }
+
+    /// Creates the per-site series of the configured sites at 0.
+    pub fn register_sites<'a>(&self, sites: impl IntoIterator<Item = &'a str>) {
+        for site in sites {
+            for kind in EventType::ALL {
+                self.beacons_accepted.with_label_values(&[kind.as_str(), site]);
+            }
+            for reason in DROP_REASONS {
+                self.beacons_dropped.with_label_values(&[reason, site]);
+            }
+        }
     }
 
     /// The Prometheus text exposition of every metric.
@@ -161,6 +205,19 @@ impl Metrics {
         out
     }
 }
+
+/// `sink_rows_total{outcome}`.
+pub const SINK_ROW_OUTCOMES: [&str; 2] = ["inserted", "discarded"];
+/// `sink_inserts_total{outcome}`.
+pub const INSERT_OUTCOMES: [&str; 3] = ["ok", "transient_error", "permanent_error"];
+/// `spool_rows_total{outcome}`.
+pub const SPOOL_ROW_OUTCOMES: [&str; 2] = ["written", "replayed"];
+/// `control_refreshes_total{outcome}`.
+pub const REFRESH_OUTCOMES: [&str; 2] = ["ok", "error"];
+/// `ua_cache_lookups_total{result}`.
+pub const CACHE_RESULTS: [&str; 2] = ["hit", "miss"];
+/// `beacons_dropped_total{reason}`.
+pub const DROP_REASONS: [&str; 2] = ["do_not_track", "blocked"];
 
 impl Default for Metrics {
     fn default() -> Self {

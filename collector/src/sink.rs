@@ -165,6 +165,7 @@ impl Sink {
             metrics: metrics.clone(),
         });
         let stop = Arc::new(Notify::new());
+        metrics.sink_queue_capacity_beacons.set(i64::try_from(config.queue_capacity).unwrap_or(i64::MAX));
         let (intake, task) = match config.durability {
             Durability::Buffered => {
                 let (tx, rx) = mpsc::channel(config.queue_capacity);

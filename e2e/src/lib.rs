@@ -26,7 +26,9 @@ use std::{
 };
 
 pub mod browser;
+pub mod grafana;
 pub mod scan;
+pub mod seed;
 mod server;
 
 pub use server::Server;

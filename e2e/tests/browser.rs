@@ -447,7 +447,10 @@ fn global_privacy_control_is_counted_anonymously_or_sends_nothing_as_the_site_sa
     }
     let trouble = w.rows("SELECT type, path FROM {trouble} WHERE site = 'gpc'");
     assert!(trouble.is_empty(), "no troubleshooting row under GPC: {trouble:#?}");
-    let dropped = || w.collector.metric("webstats_collector_beacons_dropped_total{reason=\"do_not_track\"}");
+    let dropped = || {
+        w.collector
+            .metric_sum("webstats_collector_beacons_dropped_total", &[("reason", "do_not_track"), ("site", "gpc")])
+    };
     assert_eq!(dropped(), 2.0, "the two timing beacons, which have no anonymous row to keep");
 
     // "drop": the snippet sends nothing at all. The control: the same site without GPC.

@@ -20,7 +20,7 @@ pub use crate::{
     config::{ClickHouseConfig, ConfigProblem, LoadError, check as check_config, load_toml, read_cookie_key},
     databases::{Databases, InvalidPrefix},
     migrations::{BOOTSTRAP, MIGRATIONS, Migration, split_statements},
-    rollups::{ROLLUPS, Rollup},
+    rollups::{CURRENT_VISITORS_TABLE, CURRENT_WINDOW_S, Grain, Measures, ROLLUPS, Rollup, VISIT_GAP_S},
     rows::{
         AudienceRow, AuditRow, BLOCKED_SUBJECTS_SQL, BlocklistRow, EventType, MigrationRow, SaltRow, SubjectKind,
         TroubleshootingRow, day_number,

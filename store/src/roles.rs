@@ -55,11 +55,22 @@ impl Role {
     }
 
     /// The settings profile of config/clickhouse/users.xml: `ingest` may insert but not run DDL;
-    /// `readonly` may only read (and, in 18.16, use no table functions).
+    /// `readonly` may only read (and, in 18.16, use no table functions); `dashboards` may only
+    /// read but may set per-query settings, as Grafana's ClickHouse plugin does.
     fn profile(self) -> &'static str {
         match self {
             Role::Ingest => "ingest",
-            _ => "readonly",
+            Role::IngestMeta => "readonly",
+            Role::Analyst | Role::Sre => "dashboards",
+        }
+    }
+
+    /// ClickHouse's `readonly` level of the profile: 0 for writers.
+    fn readonly(self) -> u8 {
+        match self.profile() {
+            "readonly" => 1,
+            "dashboards" => 2,
+            _ => 0,
         }
     }
 
@@ -117,8 +128,8 @@ pub fn grants_sql(databases: &Databases, password_sha256_hex: impl Fn(Role) -> S
             password_sha256_hex(role)
         ));
         statements.extend(role.grants(databases));
-        if role.profile() == "readonly" {
-            statements.push(format!("ALTER USER {user} SETTINGS readonly = 1 CONST"));
+        if role.readonly() > 0 {
+            statements.push(format!("ALTER USER {user} SETTINGS readonly = {} CONST", role.readonly()));
         }
     }
     statements

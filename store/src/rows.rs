@@ -16,6 +16,8 @@ pub enum EventType {
 }
 
 impl EventType {
+    pub const ALL: [EventType; 4] = [EventType::Pageview, EventType::Event, EventType::Timing, EventType::Error];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventType::Pageview => "pageview",
