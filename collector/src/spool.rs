@@ -623,17 +623,24 @@ mod tests {
     fn spilled_batches_replay_in_order_and_respect_the_cap() {
         let dir = tempfile::tempdir().unwrap();
         let metrics = Arc::new(Metrics::new());
-        let spool = Spool::open(dir.path(), 200, metrics.clone()).unwrap();
+        let spool = Spool::open(dir.path(), 250, metrics.clone()).unwrap();
+        // Three segments fit under the cap; the fourth does not.
+        for fill in 1..=3u8 {
+            let mut batch = Batch::new(Table::Audience);
+            batch.push(&[fill; 50]);
+            spool.write_batch(&batch).unwrap();
+        }
         let mut batch = Batch::new(Table::Audience);
-        batch.push(&[1; 50]);
-        spool.write_batch(&batch).unwrap();
-        batch.push(&[2; 50]);
-        spool.write_batch(&batch).unwrap_err();
+        batch.push(&[4; 50]);
         assert!(matches!(spool.write_batch(&batch), Err(SpoolError::Full)));
-        let oldest = spool.oldest(Table::Audience).unwrap();
-        let replay = spool.read(&oldest).unwrap();
-        assert_eq!(replay.batch.bytes, vec![1; 50]);
-        spool.remove(&oldest, 1).unwrap();
+        // Reopened, as after a restart: the segments come back oldest first.
+        drop(spool);
+        let spool = Spool::open(dir.path(), 250, metrics).unwrap();
+        for fill in 1..=3u8 {
+            let oldest = spool.oldest(Table::Audience).unwrap();
+            assert_eq!(spool.read(&oldest).unwrap().batch.bytes, vec![fill; 50]);
+            spool.remove(&oldest, 1).unwrap();
+        }
         assert!(spool.is_empty());
         assert_eq!(spool.bytes(), 0);
     }

@@ -698,18 +698,17 @@ fn permanent_error_goes_to_dead_letter() {
     let first = Load::send_all(c.addr, 0..200, 2);
     first.report(test);
     assert_eq!(first.accepted().len(), 200);
+    // Every audience row of the 200 beacons is a dead letter, and none is discarded.
     let dead_letter = c.spool_dir.join("dead-letter");
+    let dead_rows = |c: &Collector| c.metric_sum("webstats_collector_dead_letter_rows_total", &[("table", "audience")]);
     c.wait_until_for(
         Duration::from_secs(60),
-        |c| {
-            c.metric_sum("webstats_collector_dead_letter_rows_total", &[("table", "audience")]) > 0.0
-                && !e2e::scan::files_under(&dead_letter).is_empty()
-        },
-        "dead-letter files and webstats_collector_dead_letter_rows_total{table=\"audience\"} > 0",
+        |c| dead_rows(c) >= 200.0 && !e2e::scan::files_under(&dead_letter).is_empty(),
+        "200 dead-letter rows of the audience table, and their files",
     );
-    let rows = c.metric_sum("webstats_collector_dead_letter_rows_total", &[("table", "audience")]);
+    assert_eq!(dead_rows(&c), 200.0);
+    assert_eq!(c.metric_sum("webstats_collector_sink_rows_total", &[("outcome", "discarded")]), 0.0);
     let files = e2e::scan::files_under(&dead_letter);
-    eprintln!("[{test}] dead-letter rows counted: {rows}; files: {files:?}");
     let reason = files
         .iter()
         .filter_map(|f| {
@@ -731,6 +730,8 @@ fn permanent_error_goes_to_dead_letter() {
     let arrival = wait_arrival(&install, &install.troubleshooting(), &accepted, Duration::from_secs(60));
     arrival.report(test);
     arrival.assert_nothing_missing(&c);
+    c.wait_until(|c| dead_rows(c) >= 400.0, "the second 200 audience rows in the dead letters");
+    assert_eq!(dead_rows(&c), 400.0);
     report_sink(test, &c);
     eprintln!("[{test}] done in {}", secs(started.elapsed()));
 }

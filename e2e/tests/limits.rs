@@ -3,7 +3,7 @@
 
 use std::{io::Write, net::TcpStream, time::Duration};
 
-use e2e::{Install, RawEnd};
+use e2e::{Collector, Install, RawEnd};
 
 const SITE: &str = "[[sites]]\nid = \"shop\"\nallowed_hosts = [\"shop.example.ru\"]\n";
 const BEACON: &str = r#"{"site":"shop","url":"https://shop.example.ru/limits"}"#;
@@ -56,9 +56,13 @@ fn connections_over_the_limit_get_503_and_are_closed() {
     c.wait_until(|c| c.try_get("/healthz").is_some_and(|r| r.0 == 200), "/healthz once the idle connections closed");
     assert!(c.metric("webstats_collector_http_connections_refused_total") >= 1.0);
 
-    // The open-connections gauge counts client connections.
+    // The open-connections gauge counts client connections, up and down again. The scrape's
+    // own connection is one of them.
+    let connections = |c: &Collector| c.metric("webstats_collector_http_connections");
+    c.wait_until(|c| connections(c) == 1.0, "only the scrape's own connection to be open");
     let mut held = TcpStream::connect(c.addr).unwrap();
     held.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(c.metric("webstats_collector_http_connections") >= 1.0);
+    c.wait_until(|c| connections(c) == 2.0, "the held connection to be counted");
+    drop(held);
+    c.wait_until(|c| connections(c) == 1.0, "the closed connection to be uncounted");
 }
