@@ -1,9 +1,4 @@
-use std::{
-    io::IsTerminal,
-    path::PathBuf,
-    process::ExitCode,
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -16,6 +11,9 @@ struct Args {
     /// Configuration file (TOML); see config/aggregator.toml for every key.
     #[arg(short, long, env = "WEBSTATS_AGGREGATOR_CONFIG", default_value = "config/aggregator.toml", global = true)]
     config: PathBuf,
+    /// Log line format.
+    #[arg(long, value_enum, default_value_t = runtime::LogFormat::Text, env = "WEBSTATS_LOG_FORMAT", global = true)]
+    log_format: runtime::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -108,14 +106,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .log_internal_errors(false)
-        .init();
+    runtime::init_logging(args.log_format);
     let config = match aggregator::Config::load(&args.config) {
         Ok(config) => config,
         Err(error) => {
@@ -123,8 +114,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime starts");
-    match runtime.block_on(run(config, args.command)) {
+    let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime starts");
+    match tokio.block_on(run(config, args.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -137,7 +128,7 @@ async fn run(config: aggregator::Config, command: Command) -> anyhow::Result<()>
     let databases = config.clickhouse.databases();
     // Uncompressed: admin traffic is small, and it keeps every ClickHouse-speaking server usable.
     let client = config.clickhouse.client(Compression::None);
-    let now = unix_now();
+    let now = runtime::unix_now();
     match command {
         Command::Migrate => {
             let report = aggregator::migrate(&client, &databases, now).await?;
@@ -157,7 +148,7 @@ async fn run(config: aggregator::Config, command: Command) -> anyhow::Result<()>
             );
         }
         Command::Run { once: false } => {
-            aggregator::run_forever(&client, &databases, &config, unix_now, shutdown_signal()).await;
+            aggregator::run_forever(&client, &databases, &config, runtime::unix_now, runtime::shutdown_signal()).await;
         }
         Command::Salts => {
             let created = aggregator::ensure_salts(&client, &databases, config.salts.rotation_period_s, now).await?;
@@ -255,19 +246,6 @@ async fn run(config: aggregator::Config, command: Command) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Resolves on SIGINT (Ctrl-C), SIGTERM or SIGHUP.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler cannot fail on Unix");
-    let mut hangup = signal(SignalKind::hangup()).expect("installing a SIGHUP handler cannot fail on Unix");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-        _ = hangup.recv() => {}
-    }
-    tracing::info!("signal received; stopping");
-}
-
 /// `YYYY-MM-DD` (00:00 UTC) or an RFC 3339 time, as Unix seconds.
 fn parse_time(text: &str) -> anyhow::Result<u32> {
     let seconds = match chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
@@ -277,9 +255,4 @@ fn parse_time(text: &str) -> anyhow::Result<u32> {
             .timestamp(),
     };
     u32::try_from(seconds).with_context(|| format!("{text:?} is outside 1970..2106"))
-}
-
-fn unix_now() -> u32 {
-    let seconds = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    u32::try_from(seconds).unwrap_or(u32::MAX)
 }

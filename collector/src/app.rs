@@ -2,28 +2,21 @@
 //! (MMDB files, the cookie key, ClickHouse, the listening socket); the stages it wires
 //! together do none.
 
-use std::{
-    collections::HashMap,
-    future::Future,
-    sync::{Arc, atomic::AtomicBool},
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context;
+use beacon::{AgentParser, GeoDb, Pipeline};
 use clickhouse::Compression;
+use runtime::unix_now;
 use tokio::net::TcpListener;
 
 use crate::{
-    config::{Config, DEFAULT_QUERY_ALLOWLIST},
-    enrich::{AgentParser, GeoDb},
+    config::Config,
+    control::{self, Control},
+    http::{self, RateLimit, Snippet, State},
+    ingest::Ingest,
     metrics::Metrics,
-    pipeline::{Pipeline, Site},
-    rate_limit::RateLimit,
-    refresh::{self, Control},
-    service::{self, App},
-    sink::Sink,
-    snippet::Snippet,
-    spool::Spool,
+    sink::{Sink, Spool},
 };
 
 /// Distinct User-Agents remembered; real traffic has a few thousand.
@@ -51,7 +44,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         Some(user) => config.clickhouse.as_user(user, config.salts.password_env.as_deref()).client(Compression::Lz4),
         None => client.clone(),
     };
-    let refresher = tokio::spawn(refresh::forever(
+    let refresher = tokio::spawn(control::forever(
         reader,
         databases.clone(),
         control.clone(),
@@ -77,37 +70,29 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         metrics.clone(),
     );
 
-    let sites = config
-        .sites
-        .iter()
-        .map(|site| {
-            let query_allowlist = DEFAULT_QUERY_ALLOWLIST
-                .iter()
-                .map(|s| (*s).to_owned())
-                .chain(config.privacy.query_allowlist.iter().cloned())
-                .chain(site.query_allowlist.iter().cloned())
-                .collect();
-            (site.id.clone(), Site { config: site.clone(), query_allowlist })
-        })
-        .collect::<HashMap<_, _>>();
-    let app = Arc::new(App {
-        sites,
-        pipeline: Pipeline {
-            agents: AgentParser::with_bot_patterns(AGENT_CACHE_CAPACITY, &config.bots.extra_patterns),
-            geo,
-            cookie_key,
-            ipv4_prefix_len: config.privacy.ipv4_prefix_len,
-            ipv6_prefix_len: config.privacy.ipv6_prefix_len,
-        },
+    let pipeline = Pipeline {
+        agents: AgentParser::new(AGENT_CACHE_CAPACITY, &config.bots.extra_patterns),
+        geo,
+        cookie_key,
+        ipv4_prefix_len: config.privacy.ipv4_prefix_len,
+        ipv6_prefix_len: config.privacy.ipv6_prefix_len,
+    };
+    let ingest = Ingest::new(
+        &config.sites,
+        &config.privacy.query_allowlist,
+        pipeline,
         control,
-        sink: sink_handle,
-        rate_limit: RateLimit::new(&config.rate_limit, config.privacy.ipv4_prefix_len, config.privacy.ipv6_prefix_len),
+        sink_handle,
+        metrics.clone(),
+        unix_now,
+    );
+    let state = Arc::new(State::new(
+        ingest,
+        RateLimit::new(&config.rate_limit, config.privacy.ipv4_prefix_len, config.privacy.ipv6_prefix_len),
+        config.server.trusted_proxies.clone(),
+        Snippet::new(config.server.script_max_age_s, &config.sites),
         metrics,
-        trusted_proxies: config.server.trusted_proxies.clone(),
-        snippet: Snippet::new(config.server.script_max_age_s, &config.sites),
-        shutting_down: AtomicBool::new(false),
-        clock: unix_now,
-    });
+    ));
 
     let listener = TcpListener::bind(config.server.listen)
         .await
@@ -115,12 +100,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     tracing::info!(address = %listener.local_addr()?, sites = config.sites.len(), "collector listening");
 
     let forgetter = tokio::spawn({
-        let app = app.clone();
+        let state = state.clone();
         async move {
             let mut every = tokio::time::interval(RATE_LIMIT_FORGET_INTERVAL);
             loop {
                 every.tick().await;
-                app.rate_limit.forget_idle();
+                state.forget_idle_networks();
             }
         }
     });
@@ -129,7 +114,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 
     // Half of the shutdown time lets open requests finish; the rest flushes the sink.
     let total = Duration::from_millis(config.server.shutdown_timeout_ms);
-    service::serve(listener, app, &config.server, shutdown, total / 2).await;
+    http::serve(listener, state, &config.server, shutdown, total / 2).await;
     tracing::info!("stopped accepting; inserting or spooling buffered rows");
     let report = sink.shutdown(total / 2).await;
     refresher.abort();
@@ -158,9 +143,4 @@ async fn prune_dead_letters(spool: Arc<Spool>, max_age: Duration) {
             Err(error) => tracing::error!(%error, "the dead-letter pruner failed"),
         }
     }
-}
-
-fn unix_now() -> u32 {
-    let seconds = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    u32::try_from(seconds).unwrap_or(u32::MAX)
 }

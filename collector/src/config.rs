@@ -11,52 +11,18 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use store::{ClickHouseConfig, ConfigProblem, LoadError, pseudonym::CookieKey};
 
-use crate::{
+use beacon::{
+    DoNotTrack, Routes,
     enrich::{BotPatterns, ORDINARY_BROWSERS},
-    urls::Routes,
 };
 
 /// The beacon API's body limit (beacon-api.md), after decompression too. Not configurable:
 /// it is part of the public contract.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// The query parameters every site keeps (privacy-model.md section 4).
-pub const DEFAULT_QUERY_ALLOWLIST: [&str; 5] = ["utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content"];
-
-/// `[bots] extra_patterns` by default: User-Agent substrings (case-insensitive) that mark a
-/// bot besides woothee's crawler category (privacy-model.md section 7). Word-ish on purpose:
-/// a bare `bot` would also match the Cubot phone brand, so a bot's product name is recognised
-/// by what ends it (`bot/`, `bot;`, `bot)`) or by the `+http` link that self-declared crawlers
-/// carry. None matches an ordinary browser (`enrich::ORDINARY_BROWSERS`).
-pub const DEFAULT_BOT_PATTERNS: [&str; 24] = [
-    // Self-declared crawlers: "(compatible; SomeBot/1.0; +http://example.com/bot)".
-    "bot/",
-    "bot;",
-    "bot)",
-    "+http",
-    "spider",
-    "crawl",
-    "slurp",
-    // Headless and audit browsers.
-    "headlesschrome",
-    "phantomjs",
-    "lighthouse",
-    // HTTP libraries and command-line tools: no person behind them runs the snippet.
-    "curl/",
-    "wget/",
-    "python-requests",
-    "python-urllib",
-    "python-httpx",
-    "aiohttp",
-    "go-http-client",
-    "java/",
-    "okhttp",
-    "apache-httpclient",
-    "node-fetch",
-    "axios/",
-    "libwww-perl",
-    "scrapy",
-];
+/// The most `sink.max_batch_bytes` may be: a batch spilled to the spool is one record, which
+/// the spool reads back only up to 1 MiB more (a batch passes its limit by one beacon's rows).
+pub const MAX_BATCH_BYTES: usize = 255 * 1024 * 1024;
 
 /// Most `[bots] extra_patterns`, and the longest one in characters.
 const MAX_BOT_PATTERNS: usize = 500;
@@ -285,19 +251,12 @@ impl Default for PrivacyConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BotsConfig {
-    /// Case-insensitive User-Agent substrings that mark a bot besides woothee's crawler
-    /// category. Bots never enter the audience store. Setting the list replaces
-    /// [`DEFAULT_BOT_PATTERNS`]; copy them to keep them.
+    /// Case-insensitive User-Agent substrings that mark a bot, besides woothee's crawler
+    /// category and `beacon::DEFAULT_BOT_PATTERNS`. Bots never enter the audience store.
     pub extra_patterns: Vec<String>,
-}
-
-impl Default for BotsConfig {
-    fn default() -> Self {
-        Self { extra_patterns: DEFAULT_BOT_PATTERNS.iter().map(|p| (*p).to_owned()).collect() }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -344,14 +303,18 @@ fn default_cookie_days() -> u32 {
 /// measurement cookies.
 const MAX_COOKIE_DAYS: u32 = 395;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DoNotTrack {
-    /// Count the view with no visitor id, no cookie pseudonym and no troubleshooting row.
-    #[default]
-    Anonymous,
-    /// Accept the beacon and store nothing.
-    Drop,
+impl SiteConfig {
+    /// The site as the pipeline sees it, with `query_allowlist` kept besides its own.
+    pub fn rules(&self, query_allowlist: &[String]) -> beacon::Site {
+        beacon::Site {
+            id: self.id.clone(),
+            allowed_hosts: self.allowed_hosts.clone(),
+            cookie_mode: self.cookie_mode,
+            do_not_track: self.do_not_track,
+            query_allowlist: query_allowlist.iter().chain(&self.query_allowlist).cloned().collect(),
+            routes: self.routes.clone(),
+        }
+    }
 }
 
 impl Config {
@@ -399,8 +362,8 @@ impl Config {
         if k.max_batch_rows == 0 {
             p("sink.max_batch_rows", "must be above 0");
         }
-        if k.max_batch_bytes < 1024 {
-            p("sink.max_batch_bytes", "must be at least 1024");
+        if !(1024..=MAX_BATCH_BYTES).contains(&k.max_batch_bytes) {
+            p("sink.max_batch_bytes", &format!("must be between 1024 and {MAX_BATCH_BYTES}"));
         }
         if k.queue_capacity == 0 {
             p("sink.queue_capacity", "must be above 0");
@@ -599,18 +562,12 @@ mod tests {
     }
 
     #[test]
-    fn default_bot_patterns_are_valid_and_listed_once() {
-        let c = parse("[[sites]]\nid = \"a\"\nallowed_hosts = [\"a.ru\"]\n");
-        assert_eq!(c.bots.extra_patterns.len(), DEFAULT_BOT_PATTERNS.len());
-        let unique: HashSet<_> = DEFAULT_BOT_PATTERNS.iter().collect();
-        assert_eq!(unique.len(), DEFAULT_BOT_PATTERNS.len());
-        assert!(DEFAULT_BOT_PATTERNS.iter().all(|p| *p == p.to_ascii_lowercase()));
-    }
-
-    #[test]
-    fn shipped_config_lists_the_default_bot_patterns() {
-        let shipped = parse(include_str!("../../config/collector.toml"));
-        assert_eq!(shipped.bots.extra_patterns, DEFAULT_BOT_PATTERNS);
+    fn batches_fit_in_a_spool_record() {
+        let c = parse(&format!(
+            "[sink]\nmax_batch_bytes = {}\n[[sites]]\nid = \"a\"\nallowed_hosts = [\"a.ru\"]\n",
+            MAX_BATCH_BYTES + 1
+        ));
+        assert_eq!(c.problems()[0].key, "sink.max_batch_bytes");
     }
 
     #[test]

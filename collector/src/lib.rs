@@ -1,42 +1,28 @@
 //! The collector: a hyper endpoint that turns beacons into pseudonymised rows in ClickHouse.
 //!
-//! A request flows through `service` (connection limit, then layers: body cap, load shedding,
-//! concurrency limit, timeout, panic isolation) into `handlers`, which apply the per-prefix
-//! `rate_limit`, parse the beacon (`beacon`), check the site, and hand it to the pure
-//! `pipeline`: URL hygiene (`urls`), enrichment (`enrich`), pseudonymisation (keyed BLAKE3
-//! under the day's salt from `salts`), and drops blocked pseudonyms (`blocklist`; both reloaded
-//! by `refresh`). The pipeline's only output, `Pseudonymised`, is encoded once (`batch`) and
-//! handed to the `sink`, which batches and inserts it, with the disk `spool` behind it for
-//! outages, crashes and the `fsync` mode. Refusals become responses in `respond`. `app`
+//! A request flows through `http` (the connection limit, then the layers: body cap, load
+//! shedding, concurrency limit, timeout, panic isolation) to a `Route`. A beacon route checks
+//! the per-network rate limit, parses the beacon (`beacon::parse`) and hands it to `ingest`,
+//! which checks the site, runs the pure pipeline of the `beacon` crate under the salts and
+//! blocklist of the moment (`control`, reloaded from ClickHouse), encodes the rows once and
+//! submits them to the `sink`, which batches and inserts them, with a disk spool behind it for
+//! outages, crashes and the `fsync` mode. `refusal` is the one table of refusals. `app`
 //! assembles it all from a validated `config`. See ARCHITECTURE.md and RELIABILITY.md.
+//!
+//! Module dependencies point one way: `app` → `http` → `ingest` → `control`, `sink` →
+//! `metrics`, `config`.
 
 mod app;
-mod batch;
-mod beacon;
-mod blocklist;
-mod client_ip;
 mod config;
-mod enrich;
-mod handlers;
+mod control;
+mod http;
+mod ingest;
 mod metrics;
-mod pipeline;
-mod rate_limit;
-mod refresh;
-mod respond;
-mod salts;
-mod scrub;
-mod service;
+mod refusal;
 mod sink;
-mod snippet;
-mod spool;
-mod urls;
 
 pub use crate::{
     app::run,
-    batch::EncodedBeacon,
-    beacon::{Beacon, BeaconError, from_json as parse_beacon, from_query as parse_beacon_query},
-    blocklist::Blocklist,
     config::{Config, MAX_BODY_BYTES, SiteConfig},
-    enrich::{AgentParser, GeoDb},
-    pipeline::{Controls, Outcome, Pipeline, Pseudonymised, RequestFacts, Site},
+    sink::EncodedBeacon,
 };

@@ -8,8 +8,6 @@ use prometheus::{
 };
 use store::EventType;
 
-use crate::batch::Table;
-
 pub struct Metrics {
     registry: Registry,
     /// Requests answered, by endpoint and status code.
@@ -162,28 +160,35 @@ impl Metrics {
         .with_closed_series()
     }
 
-    /// Creates the series of every closed label set at 0: per table, outcome and result.
+    /// Creates the series of every closed label set at 0: per outcome, result and endpoint.
     fn with_closed_series(self) -> Self {
-        for table in Table::ALL.map(Table::label) {
-            for outcome in SINK_ROW_OUTCOMES {
-                self.sink_rows.with_label_values(&[table, outcome]);
+        for outcome in RefreshOutcome::ALL {
+            self.control_refreshes.with_label_values(&[outcome.label()]);
+        }
+        for result in CacheResult::ALL {
+            self.ua_cache_lookups.with_label_values(&[result.label()]);
+        }
+        for endpoint in Endpoint::ALL {
+            self.http_request_duration.with_label_values(&[endpoint.label()]);
+        }
+        self
+    }
+
+    /// Creates the per-table series of the sink at 0.
+    pub fn register_tables<'a>(&self, tables: impl IntoIterator<Item = &'a str>) {
+        for table in tables {
+            for outcome in RowOutcome::ALL {
+                self.sink_rows.with_label_values(&[table, outcome.label()]);
             }
-            for outcome in INSERT_OUTCOMES {
-                self.sink_inserts.with_label_values(&[table, outcome]);
+            for outcome in InsertOutcome::ALL {
+                self.sink_inserts.with_label_values(&[table, outcome.label()]);
             }
-            for outcome in SPOOL_ROW_OUTCOMES {
-                self.spool_rows.with_label_values(&[table, outcome]);
+            for outcome in SpoolRowOutcome::ALL {
+                self.spool_rows.with_label_values(&[table, outcome.label()]);
             }
             self.sink_insert_duration.with_label_values(&[table]);
             self.dead_letter_rows.with_label_values(&[table]);
         }
-        for outcome in REFRESH_OUTCOMES {
-            self.control_refreshes.with_label_values(&[outcome]);
-        }
-        for result in CACHE_RESULTS {
-            self.ua_cache_lookups.with_label_values(&[result]);
-        }
-        self
     }
 
     /// Creates the per-site series of the configured sites at 0.
@@ -192,8 +197,8 @@ impl Metrics {
             for kind in EventType::ALL {
                 self.beacons_accepted.with_label_values(&[kind.as_str(), site]);
             }
-            for reason in DROP_REASONS {
-                self.beacons_dropped.with_label_values(&[reason, site]);
+            for reason in DropReason::ALL {
+                self.beacons_dropped.with_label_values(&[reason.label(), site]);
             }
         }
     }
@@ -206,18 +211,63 @@ impl Metrics {
     }
 }
 
-/// `sink_rows_total{outcome}`.
-pub const SINK_ROW_OUTCOMES: [&str; 2] = ["inserted", "discarded"];
-/// `sink_inserts_total{outcome}`.
-pub const INSERT_OUTCOMES: [&str; 3] = ["ok", "transient_error", "permanent_error"];
-/// `spool_rows_total{outcome}`.
-pub const SPOOL_ROW_OUTCOMES: [&str; 2] = ["written", "replayed"];
-/// `control_refreshes_total{outcome}`.
-pub const REFRESH_OUTCOMES: [&str; 2] = ["ok", "error"];
-/// `ua_cache_lookups_total{result}`.
-pub const CACHE_RESULTS: [&str; 2] = ["hit", "miss"];
-/// `beacons_dropped_total{reason}`.
-pub const DROP_REASONS: [&str; 2] = ["do_not_track", "blocked"];
+/// An enum of a label's values, each spelled once.
+macro_rules! labels {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $label:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {
+            $($variant),+
+        }
+
+        impl $name {
+            pub const ALL: &[$name] = &[$($name::$variant),+];
+
+            pub fn label(self) -> &'static str {
+                match self {
+                    $($name::$variant => $label),+
+                }
+            }
+        }
+    };
+}
+
+labels!(
+    /// `sink_rows_total{outcome}`.
+    RowOutcome { Inserted => "inserted", Discarded => "discarded" }
+);
+labels!(
+    /// `sink_inserts_total{outcome}`.
+    InsertOutcome { Ok => "ok", TransientError => "transient_error", PermanentError => "permanent_error" }
+);
+labels!(
+    /// `spool_rows_total{outcome}`.
+    SpoolRowOutcome { Written => "written", Replayed => "replayed" }
+);
+labels!(
+    /// `control_refreshes_total{outcome}`.
+    RefreshOutcome { Ok => "ok", Error => "error" }
+);
+labels!(
+    /// `ua_cache_lookups_total{result}`.
+    CacheResult { Hit => "hit", Miss => "miss" }
+);
+labels!(
+    /// `beacons_dropped_total{reason}`.
+    DropReason { DoNotTrack => "do_not_track", Blocked => "blocked" }
+);
+labels!(
+    /// `endpoint` of the HTTP metrics: the paths of docs/http-api.md, and everything else.
+    Endpoint {
+        Event => "event",
+        EventGif => "event_gif",
+        Script => "script",
+        Healthz => "healthz",
+        Readyz => "readyz",
+        Metrics => "metrics",
+        Other => "other",
+    }
+);
 
 impl Default for Metrics {
     fn default() -> Self {

@@ -30,15 +30,17 @@ use serde_json::{Value, json};
 /// The most one WebDriver command (a navigation included) may take.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Chromium's switches: no sandbox (containers, root), no GPU, and none of the browser's own
-/// traffic (component updates, field trials, first-run pages) next to the test's.
-const CHROMIUM_ARGS: [&str; 6] = [
+/// Chromium's switches: no sandbox (containers, root), no GPU, none of the browser's own
+/// traffic (component updates, field trials, first-run pages) next to the test's, and an
+/// ordinary Chrome's User-Agent (headless Chromium's says `HeadlessChrome`, a bot pattern).
+const CHROMIUM_ARGS: [&str; 7] = [
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
     "--disable-background-networking",
     "--disable-component-update",
     "--no-first-run",
+    "--user-agent=Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
 ];
 
 /// `$var` if set, else the first of `names` that is a file: an absolute name as it is, others

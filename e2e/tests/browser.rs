@@ -7,9 +7,9 @@
 //! control: a later beacon of the same browser that did arrive, and the collector's count of
 //! requests to its beacon endpoint.
 //!
-//! Headless Chromium says `HeadlessChrome` in its User-Agent, which the collector's default
-//! bot patterns keep out of the audience store; the collector here runs with no extra bot
-//! patterns so that the browser counts as a visitor.
+//! Headless Chromium says `HeadlessChrome` in its User-Agent, which the collector's built-in
+//! bot patterns keep out of the audience store, so the browser here sends an ordinary Chrome's
+//! User-Agent (`e2e::browser`): the visitor these tests play is a person.
 
 use std::time::{Duration, Instant};
 
@@ -29,9 +29,6 @@ const COOKIE_DAYS: u64 = 30;
 fn sites() -> String {
     format!(
         r#"
-[bots]
-extra_patterns = []
-
 [[sites]]
 id = "shop"
 allowed_hosts = ["shop.test"]

@@ -219,7 +219,7 @@ fn without_a_salt_the_collector_is_not_ready_and_refuses_beacons() {
     e2e::sql(&format!("TRUNCATE TABLE {}_meta.salts", install.prefix));
     let c = install.collector(SITE);
     let (status, reason) = c.get("/readyz");
-    assert_eq!((status, reason.as_str()), (503, "no salt loaded for the current period"));
+    assert_eq!((status, reason.as_str()), (503, "no salt is loaded for the current period\n"));
     let refused = c.beacon(r#"{"site":"shop","url":"https://shop.example.ru/"}"#, &[]);
     assert_eq!(refused.status, 503);
     assert_eq!(refused.json()["reason"], "no_salt");

@@ -150,6 +150,7 @@ impl ClickHouseConfig {
 
     /// A client with schema validation off (ClickHouse 18.16 cannot describe tables the way
     /// the crate expects) and the given compression.
+    #[cfg(feature = "clickhouse")]
     pub fn client(&self, compression: clickhouse::Compression) -> clickhouse::Client {
         let mut client = clickhouse::Client::default()
             .with_url(&self.url)

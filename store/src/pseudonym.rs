@@ -79,30 +79,23 @@ pub const MAX_USER_AGENT_BYTES: usize = 512;
 /// character boundary. The collector hashes this and the aggregator recomputes visitor ids
 /// from it, so both must cut the same way.
 pub fn user_agent_prefix(user_agent: &str) -> &str {
-    if user_agent.len() <= MAX_USER_AGENT_BYTES {
-        return user_agent;
-    }
-    let end = (0..=MAX_USER_AGENT_BYTES).rev().find(|i| user_agent.is_char_boundary(*i)).unwrap_or(0);
-    &user_agent[..end]
+    &user_agent[..user_agent.floor_char_boundary(MAX_USER_AGENT_BYTES)]
 }
 
 /// The network an address belongs to, e.g. `203.0.113.0/24`: kept instead of the address.
 pub fn network_prefix(ip: IpAddr, ipv4_len: u8, ipv6_len: u8) -> String {
-    match canonical(ip) {
-        IpAddr::V4(v4) => {
-            let net = ipnet_v4(u32::from(v4), ipv4_len.min(32));
-            format!("{}/{}", std::net::Ipv4Addr::from(net), ipv4_len.min(32))
-        }
-        IpAddr::V6(v6) => {
-            let len = ipv6_len.min(128);
-            let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
-            format!("{}/{}", std::net::Ipv6Addr::from(u128::from(v6) & mask), len)
-        }
-    }
+    network(ip, ipv4_len, ipv6_len).to_string()
 }
 
-fn ipnet_v4(addr: u32, len: u8) -> u32 {
-    if len == 0 { 0 } else { addr & (u32::MAX << (32 - u32::from(len))) }
+/// The network of `ip` (IPv4-mapped addresses as IPv4) with the given prefix lengths, which
+/// are clamped to the address family's.
+pub fn network(ip: IpAddr, ipv4_len: u8, ipv6_len: u8) -> ipnet::IpNet {
+    let ip = canonical(ip);
+    let len = match ip {
+        IpAddr::V4(_) => ipv4_len.min(32),
+        IpAddr::V6(_) => ipv6_len.min(128),
+    };
+    ipnet::IpNet::new(ip, len).expect("a clamped prefix length is valid").trunc()
 }
 
 /// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, seen on dual-stack sockets) are IPv4.

@@ -1,7 +1,6 @@
 //! One struct per table, fields in the table's column order. RowBinary is positional, so the
 //! e2e suite compares these with `DESCRIBE TABLE` on a real server.
 
-use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 use serde_repr::{Deserialize_repr, Serialize_repr};
 
@@ -35,7 +34,8 @@ pub fn day_number(unix_seconds: u32) -> u16 {
 }
 
 /// `<prefix>_audience.events`: purpose A. Holds pseudonyms and derived fields only.
-#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clickhouse", derive(clickhouse::Row))]
 pub struct AudienceRow {
     pub date: u16,
     pub ts: u32,
@@ -69,7 +69,8 @@ pub struct AudienceRow {
 }
 
 /// `<prefix>_troubleshooting.events`: purpose T. Every beacon, bots included.
-#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clickhouse", derive(clickhouse::Row))]
 pub struct TroubleshootingRow {
     pub date: u16,
     pub ts: u32,
@@ -109,7 +110,8 @@ pub struct TroubleshootingRow {
 }
 
 /// `<prefix>_meta.salts`: one 32-byte random salt per rotation period `[start, end)`.
-#[derive(Clone, PartialEq, Row, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clickhouse", derive(clickhouse::Row))]
 pub struct SaltRow {
     pub period_start: u32,
     pub period_end: u32,
@@ -129,7 +131,8 @@ impl std::fmt::Debug for SaltRow {
 }
 
 /// `<prefix>_admin.schema_migrations`: one row per applied migration.
-#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clickhouse", derive(clickhouse::Row))]
 pub struct MigrationRow {
     pub version: u32,
     pub name: String,
@@ -139,7 +142,8 @@ pub struct MigrationRow {
 }
 
 /// `<prefix>_admin.audit`: one row per deletion or data-subject request.
-#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clickhouse", derive(clickhouse::Row))]
 pub struct AuditRow {
     pub ts: u32,
     /// What was done: `retention_drop`, `salt_delete`, `subject_block`, ...
@@ -176,7 +180,8 @@ impl SubjectKind {
 
 /// `<prefix>_meta.blocklist`: a block (1) or unblock (0) request; the row with the highest
 /// `seq` decides.
-#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clickhouse", derive(clickhouse::Row))]
 pub struct BlocklistRow {
     pub site: String,
     pub subject_kind: SubjectKind,

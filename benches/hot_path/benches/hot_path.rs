@@ -1,14 +1,11 @@
-//! The collector's per-beacon CPU work, stage by stage, next to a baseline: parsing the same
+//! The collector's per-beacon CPU work (the `beacon` crate), stage by stage, next to a baseline: parsing the same
 //! body into a `serde_json::Value`, the least any JSON endpoint does. Run with
 //! `cargo bench -p hot-path-bench`; GeoIP lookups use `.work/geoip/*.mmdb` when present
 //! (scripts/geoip.sh), and are skipped otherwise.
 
 use std::{hint::black_box, net::IpAddr, path::Path};
 
-use collector::{
-    AgentParser, Blocklist, Controls, EncodedBeacon, GeoDb, Outcome, Pipeline, RequestFacts, Site, SiteConfig,
-    parse_beacon,
-};
+use beacon::{AgentParser, Blocklist, Controls, EncodedBeacon, GeoDb, Outcome, Pipeline, RequestFacts, Routes, Site};
 use criterion::{Criterion, criterion_group, criterion_main};
 use store::pseudonym::{CookieKey, SaltKeys};
 
@@ -21,7 +18,7 @@ fn pipeline() -> Pipeline {
     let (country, asn) = (geo.join("country.mmdb"), geo.join("asn.mmdb"));
     let present = country.is_file() && asn.is_file();
     Pipeline {
-        agents: AgentParser::new(20_000),
+        agents: AgentParser::new(20_000, &[] as &[&str]),
         geo: if present { GeoDb::open(Some(&country), Some(&asn)).unwrap() } else { GeoDb::open(None, None).unwrap() },
         cookie_key: CookieKey::from_material(&[7; 32]),
         ipv4_prefix_len: 24,
@@ -30,9 +27,14 @@ fn pipeline() -> Pipeline {
 }
 
 fn site() -> Site {
-    let config: SiteConfig =
-        toml::from_str("id = \"portal\"\nallowed_hosts = [\"lk.example.ru\"]\ncookie_mode = true").unwrap();
-    Site { config, query_allowlist: vec!["utm_source".into(), "tab".into()] }
+    Site {
+        id: "portal".into(),
+        allowed_hosts: vec!["lk.example.ru".into()],
+        cookie_mode: true,
+        query_allowlist: vec!["tab".into()],
+        routes: Routes::default(),
+        ..Site::default()
+    }
 }
 
 fn facts(ua: &str) -> RequestFacts<'_> {
@@ -64,10 +66,10 @@ fn benches(c: &mut Criterion) {
     group.bench_function("baseline_json_value", |b| {
         b.iter(|| black_box(serde_json::from_slice::<serde_json::Value>(black_box(BODY)).unwrap()))
     });
-    group.bench_function("parse_beacon", |b| b.iter(|| black_box(parse_beacon(black_box(BODY)).unwrap())));
+    group.bench_function("parse_beacon", |b| b.iter(|| black_box(beacon::from_json(black_box(BODY)).unwrap())));
     group.bench_function("parse_process_encode_cached_agent", |b| {
         b.iter(|| {
-            let beacon = parse_beacon(black_box(BODY)).unwrap();
+            let beacon = beacon::from_json(black_box(BODY)).unwrap();
             black_box(stored(pipeline.process(beacon, facts(UA), &site, controls)))
         })
     });
@@ -77,7 +79,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             n += 1;
             let ua = format!("{UA} build/{n}");
-            let beacon = parse_beacon(black_box(BODY)).unwrap();
+            let beacon = beacon::from_json(black_box(BODY)).unwrap();
             black_box(stored(pipeline.process(beacon, facts(&ua), &site, controls)))
         })
     });

@@ -28,17 +28,16 @@ use std::{
 
 use tokio::sync::Notify;
 
-use crate::{
-    batch::{Batch, EncodedBeacon, Table},
-    metrics::Metrics,
-};
+use super::batch::{Batch, EncodedBeacon, Table};
+use crate::metrics::{Metrics, SpoolRowOutcome};
 
 pub const FILE_MAGIC: &[u8; 8] = b"WSSPOOL1";
 const RECORD_MAGIC: &[u8; 4] = b"WSR1";
 /// Magic, payload length, rows, checksum.
 const RECORD_HEADER: usize = 4 + 4 + 4 + 8;
-/// No record is larger: a length above it is corruption.
-const MAX_RECORD_BYTES: usize = 256 * 1024 * 1024;
+/// No record is larger (a length above it is corruption): a batch of `sink.max_batch_bytes`
+/// plus the one beacon's rows that can take it past its limit.
+const MAX_RECORD_BYTES: usize = crate::config::MAX_BATCH_BYTES + 1024 * 1024;
 const DEAD_LETTER_DIR: &str = "dead-letter";
 
 #[derive(Debug, thiserror::Error)]
@@ -179,7 +178,10 @@ impl Spool {
             self.release(size);
             return Err(error.into());
         }
-        self.metrics.spool_rows.with_label_values(&[batch.table.label(), "written"]).inc_by(u64::from(batch.rows));
+        self.metrics
+            .spool_rows
+            .with_label_values(&[batch.table.label(), SpoolRowOutcome::Written.label()])
+            .inc_by(u64::from(batch.rows));
         self.push_sealed(Segment { table: batch.table, seq, bytes: size });
         Ok(())
     }
@@ -216,7 +218,10 @@ impl Spool {
     pub fn remove(&self, segment: &Segment, rows: u32) -> io::Result<()> {
         fs::remove_file(self.path(segment))?;
         self.forget(segment);
-        self.metrics.spool_rows.with_label_values(&[segment.table.label(), "replayed"]).inc_by(u64::from(rows));
+        self.metrics
+            .spool_rows
+            .with_label_values(&[segment.table.label(), SpoolRowOutcome::Replayed.label()])
+            .inc_by(u64::from(rows));
         Ok(())
     }
 
@@ -366,11 +371,11 @@ impl Wal {
 
     /// Adds a beacon's rows to the next commit, or refuses it when the spool is full.
     pub fn stage(&mut self, beacon: &EncodedBeacon) -> Result<(), SpoolError> {
-        let size: usize = Table::ALL.into_iter().filter_map(|t| beacon.row(t)).map(<[u8]>::len).sum();
+        let size: usize = Table::ALL.into_iter().filter_map(|t| t.row_of(beacon)).map(<[u8]>::len).sum();
         self.spool.reserve(size as u64)?;
         self.reserved += size as u64;
         for table in Table::ALL {
-            if let Some(row) = beacon.row(table) {
+            if let Some(row) = table.row_of(beacon) {
                 self.staged[table.index()].push(row);
             }
         }
@@ -410,7 +415,11 @@ impl Wal {
             state.bytes += record.len() as u64;
             self.spool.update_gauges(&state);
             drop(state);
-            self.spool.metrics.spool_rows.with_label_values(&[table.label(), "written"]).inc_by(u64::from(staged.rows));
+            self.spool
+                .metrics
+                .spool_rows
+                .with_label_values(&[table.label(), SpoolRowOutcome::Written.label()])
+                .inc_by(u64::from(staged.rows));
         }
         for segment in self.open.iter().flatten() {
             segment.file.sync_data()?;

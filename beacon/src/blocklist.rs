@@ -1,11 +1,10 @@
-//! The blocked pseudonyms (privacy-model.md section 6), loaded from ClickHouse with the salts
-//! and swapped atomically; handlers check it before anything is stored.
+//! The blocked pseudonyms (privacy-model.md section 6): the pipeline drops a beacon whose
+//! cookie id or visitor id is among them before any row is built. The collector loads them
+//! from ClickHouse with the salts and swaps them in whole.
 
 use std::collections::{HashMap, HashSet};
 
-use clickhouse::{Client, Row};
-use serde::Deserialize;
-use store::{BLOCKED_SUBJECTS_SQL, Databases, SubjectKind};
+use store::SubjectKind;
 
 /// Blocked subjects per site.
 #[derive(Debug, Default)]
@@ -25,26 +24,17 @@ impl Blocklist {
     pub fn is_empty(&self) -> bool {
         self.by_site.is_empty()
     }
+}
 
-    fn from_rows(rows: Vec<Blocked>) -> Self {
+impl FromIterator<(String, SubjectKind, u64)> for Blocklist {
+    /// From `(site, kind, id)` entries.
+    fn from_iter<I: IntoIterator<Item = (String, SubjectKind, u64)>>(entries: I) -> Self {
         let mut by_site: HashMap<String, HashSet<(SubjectKind, u64)>> = HashMap::new();
-        for row in rows {
-            by_site.entry(row.site).or_default().insert((row.subject_kind, row.subject_id));
+        for (site, kind, id) in entries {
+            by_site.entry(site).or_default().insert((kind, id));
         }
         Self { by_site }
     }
-}
-
-#[derive(Row, Deserialize)]
-struct Blocked {
-    site: String,
-    subject_kind: SubjectKind,
-    subject_id: u64,
-}
-
-pub async fn load(client: &Client, databases: &Databases) -> Result<Blocklist, clickhouse::error::Error> {
-    let rows = client.query(&databases.render(BLOCKED_SUBJECTS_SQL)).fetch_all::<Blocked>().await?;
-    Ok(Blocklist::from_rows(rows))
 }
 
 #[cfg(test)]
@@ -53,10 +43,8 @@ mod tests {
 
     #[test]
     fn matches_site_kind_and_id() {
-        let list = Blocklist::from_rows(vec![
-            Blocked { site: "a".into(), subject_kind: SubjectKind::Cookie, subject_id: 7 },
-            Blocked { site: "a".into(), subject_kind: SubjectKind::Visitor, subject_id: 9 },
-        ]);
+        let list: Blocklist =
+            [("a".to_owned(), SubjectKind::Cookie, 7), ("a".to_owned(), SubjectKind::Visitor, 9)].into_iter().collect();
         assert!(list.contains("a", SubjectKind::Cookie, 7));
         assert!(!list.contains("a", SubjectKind::Visitor, 7));
         assert!(!list.contains("b", SubjectKind::Cookie, 7));

@@ -4,9 +4,8 @@
 //!
 //! - [`text`] replaces e-mail addresses by `[email]` and phone numbers by `[phone]`. For event
 //!   names, property keys and values, and utm_* values.
-//! - [`with_urls`] also reduces every URL in the text with URL hygiene
-//!   (`urls::reduce_embedded`: no query, no fragment, identifiers in the path become `:id`,
-//!   `:line:col` kept). For an error's message, source and stack.
+//! - `urls::scrub_with_urls` also reduces every URL in the text with URL hygiene, for an
+//!   error's message, source and stack.
 //! - [`is_language_tag`] checks `lang`, which is validated rather than scrubbed.
 //!
 //! An **e-mail address** is a local part of letters, digits and `. _ % + -`, then `@` (or
@@ -29,8 +28,6 @@
 //! not removed unless they look like a phone: the rules are for e-mails and phones only.
 
 use std::borrow::Cow;
-
-use crate::urls;
 
 const EMAIL: &str = "[email]";
 const PHONE: &str = "[phone]";
@@ -80,42 +77,6 @@ pub fn text(s: &str) -> Cow<'_, str> {
 pub fn in_place(s: &mut String) {
     if let Cow::Owned(o) = text(s) {
         *s = o;
-    }
-}
-
-/// [`text`], with every `scheme://...` URL in `s` reduced by URL hygiene.
-pub fn with_urls(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(found) = rest.find("://") {
-        // The scheme starts after the last character that cannot be in one. That character
-        // may be wider than a byte (`«https://...»`, `Ошибкаhttps://...`): step over all of it.
-        let scheme_start = rest[..found]
-            .char_indices()
-            .rfind(|&(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '.' | '-')))
-            .map_or(0, |(i, c)| i + c.len_utf8());
-        let scheme = &rest[scheme_start..found];
-        if !scheme.starts_with(|c: char| c.is_ascii_alphabetic()) {
-            // Not a URL: keep the text up to and including `://` and look further.
-            out.push_str(&text(&rest[..found + 3]));
-            rest = &rest[found + 3..];
-            continue;
-        }
-        let after = &rest[found + 3..];
-        let len = after.find(|c: char| c.is_whitespace() || "\"'<>()[]{}`\\|^".contains(c)).unwrap_or(after.len());
-        // A sentence may end right after a URL.
-        let len = after[..len].trim_end_matches(['.', ',', ';', '!']).len();
-        let end = found + 3 + len;
-        out.push_str(&text(&rest[..scheme_start]));
-        out.push_str(&urls::reduce_embedded(&rest[scheme_start..end]));
-        rest = &rest[end..];
-    }
-    out.push_str(&text(rest));
-    // The pieces were scrubbed apart, but an address can end where a scheme starts
-    // (`ivan@mail.ru://`, `ivan@mail.ru.https://`: the scheme took its domain): once more whole.
-    match text(&out) {
-        Cow::Owned(o) => o,
-        Cow::Borrowed(_) => out,
     }
 }
 
@@ -370,31 +331,6 @@ mod tests {
     }
 
     #[test]
-    fn reduces_urls_inside_errors() {
-        let check = |input: &str, expected: &str| assert_eq!(with_urls(input), expected, "{input:?}");
-        check("Script error.", "Script error.");
-        check("https://cdn.example.ru/static/app.js?v=3#x", "https://cdn.example.ru/static/app.js");
-        check(
-            "TypeError: x is undefined\n    at pay (https://lk.example.ru/static/app.js?v=1700000000:10:5)\n    at https://lk.example.ru/accounts/4402117735/bills:88:1",
-            "TypeError: x is undefined\n    at pay (https://lk.example.ru/static/app.js:10:5)\n    at https://lk.example.ru/accounts/:id/bills:88:1",
-        );
-        check(
-            "pay@https://lk.example.ru/app.js?token=abc:1:2\nsubmit@https://lk.example.ru/app.js:3:4",
-            "pay@https://lk.example.ru/app.js:1:2\nsubmit@https://lk.example.ru/app.js:3:4",
-        );
-        check(
-            "Failed to fetch https://api.example.ru/v1/users/ivan@mail.ru?phone=89123456789. Call 8 800 100-00-00",
-            "Failed to fetch https://api.example.ru/v1/users/:id. Call [phone]",
-        );
-        check(
-            "blob:https://lk.example.ru/3f2504e0-4f89-11d3-9a0c-0305e82c3301:1:1",
-            "blob:https://lk.example.ru/:id:1:1",
-        );
-        check("odd ://x and 1://y for ivan@mail.ru", "odd ://x and 1://y for [email]");
-        check("ivan@mail.ru://x ivan@mail.ru.https://a.ru/x", "[email]://x [email]://a.ru/x");
-    }
-
-    #[test]
     fn validates_language_tags() {
         for good in ["ru", "ru-RU", "en-US", "zh-Hans-CN", "es-419", "de-DE-u-co-phonebk", "fil"] {
             assert!(is_language_tag(good), "{good}");
@@ -432,7 +368,6 @@ mod tests {
         ];
         for input in &inputs {
             let _ = text(input);
-            let _ = with_urls(input);
             let _ = is_language_tag(input);
         }
     }

@@ -2,8 +2,9 @@
 //! (maxminddb, databases held in memory). No I/O after start-up and no failure on bad input:
 //! an unknown agent or address yields empty fields.
 //!
-//! An agent is a bot when woothee files it as a crawler or when it contains one of the
-//! configured bot patterns (`[bots] extra_patterns`, case-insensitive substrings). Both checks
+//! An agent is a bot when woothee files it as a crawler or when it contains one of the bot
+//! patterns ([`DEFAULT_BOT_PATTERNS`] and `[bots] extra_patterns`, case-insensitive
+//! substrings). Both checks
 //! run once per distinct User-Agent, inside the cached parse, so the hot path never matches
 //! patterns.
 
@@ -25,6 +26,41 @@ pub struct Agent {
     /// woothee's crawler category or a bot pattern: kept out of the audience store.
     pub is_bot: bool,
 }
+
+/// User-Agent substrings (case-insensitive) that always mark a bot besides woothee's crawler
+/// category; `[bots] extra_patterns` adds to them. Word-ish on purpose:
+/// a bare `bot` would also match the Cubot phone brand, so a bot's product name is recognised
+/// by what ends it (`bot/`, `bot;`, `bot)`) or by the `+http` link that self-declared crawlers
+/// carry. None matches an ordinary browser ([`ORDINARY_BROWSERS`]).
+pub const DEFAULT_BOT_PATTERNS: [&str; 24] = [
+    // Self-declared crawlers: "(compatible; SomeBot/1.0; +http://example.com/bot)".
+    "bot/",
+    "bot;",
+    "bot)",
+    "+http",
+    "spider",
+    "crawl",
+    "slurp",
+    // Headless and audit browsers.
+    "headlesschrome",
+    "phantomjs",
+    "lighthouse",
+    // HTTP libraries and command-line tools: no person behind them runs the snippet.
+    "curl/",
+    "wget/",
+    "python-requests",
+    "python-urllib",
+    "python-httpx",
+    "aiohttp",
+    "go-http-client",
+    "java/",
+    "okhttp",
+    "apache-httpclient",
+    "node-fetch",
+    "axios/",
+    "libwww-perl",
+    "scrapy",
+];
 
 /// Ordinary browsers, as the e2e tests send them. No bot pattern may match one of them:
 /// config validation refuses such a pattern, and the tests check the defaults.
@@ -83,17 +119,15 @@ pub struct AgentParser {
 }
 
 impl AgentParser {
-    /// A parser with the default bot patterns (`config::DEFAULT_BOT_PATTERNS`).
-    pub fn new(capacity: usize) -> Self {
-        Self::with_bot_patterns(capacity, &crate::config::DEFAULT_BOT_PATTERNS)
-    }
-
-    /// A parser that also calls agents matching `patterns` bots.
-    pub fn with_bot_patterns(capacity: usize, patterns: &[impl AsRef<str>]) -> Self {
+    /// A parser that calls agents matching [`DEFAULT_BOT_PATTERNS`] or `extra_patterns` bots,
+    /// caching `capacity` agents.
+    pub fn new(capacity: usize, extra_patterns: &[impl AsRef<str>]) -> Self {
+        let patterns: Vec<&str> =
+            DEFAULT_BOT_PATTERNS.iter().copied().chain(extra_patterns.iter().map(AsRef::as_ref)).collect();
         Self {
             cache: quick_cache::sync::Cache::new(capacity),
             parser: woothee::parser::Parser::new(),
-            bots: BotPatterns::new(patterns),
+            bots: BotPatterns::new(&patterns),
         }
     }
 
@@ -236,7 +270,7 @@ mod tests {
 
     #[test]
     fn parses_common_agents() {
-        let p = AgentParser::new(16);
+        let p = AgentParser::new(16, NO_EXTRA);
         let (chrome, hit) = p.parse(
             "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.6099.130 Safari/537.36",
         );
@@ -253,7 +287,7 @@ mod tests {
 
     #[test]
     fn caches_parsed_agents() {
-        let p = AgentParser::new(16);
+        let p = AgentParser::new(16, NO_EXTRA);
         let ua = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1";
         let (first, _) = p.parse(ua);
         let (second, hit) = p.parse(ua);
@@ -262,15 +296,24 @@ mod tests {
         assert_eq!(first.device, "smartphone");
     }
 
+    const NO_EXTRA: &[&str] = &[];
+
+    #[test]
+    fn default_bot_patterns_are_lower_case_and_listed_once() {
+        let unique: std::collections::HashSet<_> = DEFAULT_BOT_PATTERNS.iter().collect();
+        assert_eq!(unique.len(), DEFAULT_BOT_PATTERNS.len());
+        assert!(DEFAULT_BOT_PATTERNS.iter().all(|p| *p == p.to_ascii_lowercase()));
+    }
+
     #[test]
     fn unknown_agent_is_not_an_error() {
-        let (a, _) = AgentParser::new(4).parse("");
+        let (a, _) = AgentParser::new(4, NO_EXTRA).parse("");
         assert_eq!(a.browser, "");
         assert!(!a.is_bot);
     }
 
     fn check_bot(user_agent: &str, expected: bool) {
-        let (agent, _) = AgentParser::new(4).parse(user_agent);
+        let (agent, _) = AgentParser::new(4, NO_EXTRA).parse(user_agent);
         assert_eq!(agent.is_bot, expected, "{user_agent}");
     }
 
@@ -326,16 +369,11 @@ mod tests {
     }
 
     #[test]
-    fn configured_patterns_replace_the_defaults_case_insensitively() {
-        let p = AgentParser::with_bot_patterns(4, &["MyMonitor"]);
+    fn configured_patterns_add_to_the_defaults_case_insensitively() {
+        let p = AgentParser::new(4, &["MyMonitor"]);
         assert!(p.parse("mymonitor/1.0").0.is_bot);
-        assert!(!p.parse("curl/8.5.0").0.is_bot, "the defaults are replaced; woothee calls curl misc");
-        assert!(
-            p.parse("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)").0.is_bot,
-            "woothee still counts"
-        );
-        let none = AgentParser::with_bot_patterns(4, &[] as &[&str]);
-        assert!(!none.parse("python-requests/2.31.0").0.is_bot);
+        assert!(p.parse("curl/8.5.0").0.is_bot, "the defaults still count");
+        assert!(!p.parse(ORDINARY_BROWSERS[0]).0.is_bot);
     }
 
     #[test]

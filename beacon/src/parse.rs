@@ -277,10 +277,7 @@ fn error_report(e: &Map<String, Value>) -> Result<ErrorReport, BeaconError> {
 
 /// At most `max` characters, cut on a character boundary.
 fn cut(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((end, _)) => s[..end].to_owned(),
-        None => s.to_owned(),
-    }
+    crate::text::cut_chars(s, max).to_owned()
 }
 
 /// [`cut`] for free text, which the pipeline scrubs later. A cut through an e-mail address

@@ -1,7 +1,7 @@
-//! Property tests over the collector's public API (beacon-api.md, privacy-model.md sections 1
-//! and 4):
+//! Property tests over the `beacon` crate (docs/http-api.md and docs/privacy-model.md, sections
+//! 1 and 4):
 //!
-//! 1. The beacon parsers (`parse_beacon` for POST bodies, `parse_beacon_query` for the GIF
+//! 1. The beacon parsers (`from_json` for POST bodies, `from_query` for the GIF
 //!    beacon's query string) return `Ok` or `Err` for any input: arbitrary bytes, JSON-ish text
 //!    mixing beacon fields with junk, deep nesting, huge numbers, invalid UTF-8, arbitrary
 //!    query strings. Never a panic.
@@ -19,9 +19,9 @@ use std::{
     sync::LazyLock,
 };
 
-use collector::{
-    AgentParser, Blocklist, Controls, GeoDb, Outcome, Pipeline, RequestFacts, Site, SiteConfig, parse_beacon,
-    parse_beacon_query,
+use beacon::{
+    AgentParser, Blocklist, Controls, DoNotTrack, GeoDb, Outcome, Pipeline, RequestFacts, Routes, Site,
+    from_json as parse_beacon, from_query as parse_beacon_query,
 };
 use proptest::{prelude::*, sample::Index};
 use serde_json::{Map, Value, json};
@@ -42,25 +42,26 @@ struct Fixture {
 }
 
 static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
-    let sites = [(false, "anonymous"), (true, "anonymous"), (false, "drop"), (true, "drop")]
-        .into_iter()
-        .map(|(cookie_mode, do_not_track)| {
-            let config: SiteConfig = toml::from_str(&format!(
-                "id = \"s\"\nallowed_hosts = [\"a.ru\", \"*.a.ru\"]\ncookie_mode = {cookie_mode}\n\
-                 do_not_track = \"{do_not_track}\"\nroutes = [\"/invoices/:id\", \"/accounts/:id/bills\"]"
-            ))
-            .expect("test site config");
-            // What `app` builds: the default utm_* keys plus the site's additions.
-            let query_allowlist =
-                ["utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "tab", "page"]
-                    .map(String::from)
-                    .to_vec();
-            Site { config, query_allowlist }
-        })
-        .collect();
+    let sites = [
+        (false, DoNotTrack::Anonymous),
+        (true, DoNotTrack::Anonymous),
+        (false, DoNotTrack::Drop),
+        (true, DoNotTrack::Drop),
+    ]
+    .into_iter()
+    .map(|(cookie_mode, do_not_track)| Site {
+        id: "s".into(),
+        allowed_hosts: vec!["a.ru".into(), "*.a.ru".into()],
+        cookie_mode,
+        do_not_track,
+        // Kept besides the utm_* parameters, which every site keeps.
+        query_allowlist: vec!["tab".into(), "page".into()],
+        routes: Routes::from(vec!["/invoices/:id".to_owned(), "/accounts/:id/bills".to_owned()]),
+    })
+    .collect();
     Fixture {
         pipeline: Pipeline {
-            agents: AgentParser::new(1_024),
+            agents: AgentParser::new(1_024, &[] as &[&str]),
             geo: GeoDb::open(None, None).expect("no GeoIP databases"),
             cookie_key: CookieKey::from_material(&[9; 32]),
             ipv4_prefix_len: 24,

@@ -5,7 +5,7 @@
 use std::{net::IpAddr, num::NonZeroU32};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use store::pseudonym::canonical;
+use store::pseudonym::network;
 
 use crate::config::RateLimitConfig;
 
@@ -38,13 +38,12 @@ impl RateLimit {
         }
     }
 
-    /// The prefix as a number; IPv4 addresses live in the IPv4-mapped range.
+    /// The prefix as a number; IPv4 networks live in the IPv4-mapped range.
     fn key(&self, ip: IpAddr) -> u128 {
-        let (bits, len) = match canonical(ip) {
-            IpAddr::V4(v4) => (u128::from(v4.to_ipv6_mapped()), 96 + u32::from(self.ipv4_prefix_len.min(32))),
-            IpAddr::V6(v6) => (u128::from(v6), u32::from(self.ipv6_prefix_len.min(128))),
-        };
-        if len == 0 { 0 } else { bits & (u128::MAX << (128 - len)) }
+        match network(ip, self.ipv4_prefix_len, self.ipv6_prefix_len).network() {
+            IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+            IpAddr::V6(v6) => u128::from(v6),
+        }
     }
 }
 

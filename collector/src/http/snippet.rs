@@ -8,11 +8,13 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 
-use crate::respond::Body;
+use super::respond::Body;
 
-use crate::config::{DoNotTrack, SiteConfig};
+use beacon::DoNotTrack;
 
-const SOURCE: &str = include_str!("../../snippet/script.min.js");
+use crate::config::SiteConfig;
+
+const SOURCE: &str = include_str!("../../../snippet/script.min.js");
 /// Where the per-site table goes: a free identifier in the snippet, which the minifier keeps.
 const SITES_PLACEHOLDER: &str = "__WEBSTATS_SITES__";
 /// The snippet's budget, gzipped.

@@ -179,6 +179,44 @@ fn host_of(url: &Url) -> String {
     url.host_str().unwrap_or_default().trim_end_matches('.').to_ascii_lowercase()
 }
 
+/// `scrub::text`, with every `scheme://...` URL in `s` reduced by [`reduce_embedded`] (no
+/// query, no fragment, identifiers in the path become `:id`, `:line:col` kept). For an
+/// error's message, source and stack.
+pub fn scrub_with_urls(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(found) = rest.find("://") {
+        // The scheme starts after the last character that cannot be in one. That character
+        // may be wider than a byte (`«https://...»`, `Ошибкаhttps://...`): step over all of it.
+        let scheme_start = rest[..found]
+            .char_indices()
+            .rfind(|&(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '.' | '-')))
+            .map_or(0, |(i, c)| i + c.len_utf8());
+        let scheme = &rest[scheme_start..found];
+        if !scheme.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            // Not a URL: keep the text up to and including `://` and look further.
+            out.push_str(&scrub::text(&rest[..found + 3]));
+            rest = &rest[found + 3..];
+            continue;
+        }
+        let after = &rest[found + 3..];
+        let len = after.find(|c: char| c.is_whitespace() || "\"'<>()[]{}`\\|^".contains(c)).unwrap_or(after.len());
+        // A sentence may end right after a URL.
+        let len = after[..len].trim_end_matches(['.', ',', ';', '!']).len();
+        let end = found + 3 + len;
+        out.push_str(&scrub::text(&rest[..scheme_start]));
+        out.push_str(&reduce_embedded(&rest[scheme_start..end]));
+        rest = &rest[end..];
+    }
+    out.push_str(&scrub::text(rest));
+    // The pieces were scrubbed apart, but an address can end where a scheme starts
+    // (`ivan@mail.ru://`, `ivan@mail.ru.https://`: the scheme took its domain): once more whole.
+    match scrub::text(&out) {
+        Cow::Owned(o) => o,
+        Cow::Borrowed(_) => out,
+    }
+}
+
 /// Whether a lower-case host is one of `allowed`: `example.ru` exactly, or `*.example.ru` for
 /// any subdomain. The one host check of the collector (pages, referrers, Origin).
 pub fn host_matches(allowed: &[String], host: &str) -> bool {
@@ -194,11 +232,7 @@ fn clean_query_value(value: &str) -> String {
     if looks_like_identifier(value) {
         return ID.to_owned();
     }
-    let value = match value.char_indices().nth(MAX_QUERY_VALUE_CHARS) {
-        Some((end, _)) => &value[..end],
-        None => value,
-    };
-    scrub::text(value).into_owned()
+    scrub::text(crate::text::cut_chars(value, MAX_QUERY_VALUE_CHARS)).into_owned()
 }
 
 /// The stored path: the matching route template if there is one, else the normalised path.
@@ -250,11 +284,7 @@ fn push_segment(out: &mut String, segment: &str) {
 
 /// At most `max` bytes of `s`, cut on a character boundary.
 fn cut_bytes(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let end = (0..=max).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
-    &s[..end]
+    &s[..s.floor_char_boundary(max)]
 }
 
 /// True for a segment that probably identifies a person or their documents; the rules are
@@ -696,5 +726,41 @@ mod tests {
         }
         assert_eq!(normalise_path(&many_segments).len(), MAX_PATH_BYTES);
         assert_eq!(normalise_path("/%2F%2F"), "/%2F%2F");
+    }
+
+    #[test]
+    fn reduces_urls_inside_errors() {
+        let check = |input: &str, expected: &str| assert_eq!(scrub_with_urls(input), expected, "{input:?}");
+        check("Script error.", "Script error.");
+        check("https://cdn.example.ru/static/app.js?v=3#x", "https://cdn.example.ru/static/app.js");
+        check(
+            "TypeError: x is undefined\n    at pay (https://lk.example.ru/static/app.js?v=1700000000:10:5)\n    at https://lk.example.ru/accounts/4402117735/bills:88:1",
+            "TypeError: x is undefined\n    at pay (https://lk.example.ru/static/app.js:10:5)\n    at https://lk.example.ru/accounts/:id/bills:88:1",
+        );
+        check(
+            "pay@https://lk.example.ru/app.js?token=abc:1:2\nsubmit@https://lk.example.ru/app.js:3:4",
+            "pay@https://lk.example.ru/app.js:1:2\nsubmit@https://lk.example.ru/app.js:3:4",
+        );
+        check(
+            "Failed to fetch https://api.example.ru/v1/users/ivan@mail.ru?phone=89123456789. Call 8 800 100-00-00",
+            "Failed to fetch https://api.example.ru/v1/users/:id. Call [phone]",
+        );
+        check(
+            "blob:https://lk.example.ru/3f2504e0-4f89-11d3-9a0c-0305e82c3301:1:1",
+            "blob:https://lk.example.ru/:id:1:1",
+        );
+        check("odd ://x and 1://y for ivan@mail.ru", "odd ://x and 1://y for [email]");
+        check("ivan@mail.ru://x ivan@mail.ru.https://a.ru/x", "[email]://x [email]://a.ru/x");
+    }
+
+    #[test]
+    fn scrubbing_with_urls_never_panics_on_adversarial_input() {
+        for input in [
+            "://".repeat(5_000),
+            format!("https://{}", "/%FF".repeat(4_000)),
+            "«https://a.ru/» Ошибкаhttps://a.ru/ \u{e000}://".to_owned(),
+        ] {
+            let _ = scrub_with_urls(&input);
+        }
     }
 }

@@ -1,18 +1,19 @@
-//! Control data that handlers read on every request, the salts and the blocklist, reloaded
-//! from ClickHouse every `salts.refresh_interval_s` and swapped atomically: handlers read them
-//! without a lock, and a failed reload keeps the previous data.
+//! Control data that ingest reads on every beacon, the salts and the blocklist, reloaded
+//! from ClickHouse every `salts.refresh_interval_s` and swapped atomically: readers take no
+//! lock, and a failed reload keeps the previous data.
+
+mod salts;
 
 use std::{sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
-use clickhouse::Client;
-use store::Databases;
+use beacon::Blocklist;
+use clickhouse::{Client, Row};
+use serde::Deserialize;
+use store::{BLOCKED_SUBJECTS_SQL, Databases, SubjectKind};
 
-use crate::{
-    blocklist::{self, Blocklist},
-    metrics::Metrics,
-    salts::{self, SaltSet},
-};
+pub use self::salts::SaltSet;
+use crate::metrics::{Metrics, RefreshOutcome};
 
 /// What handlers read; each part is replaced whole by a refresh.
 #[derive(Default)]
@@ -35,12 +36,12 @@ pub async fn forever(
     loop {
         let reload = async {
             let salts = salts::load(&client, &databases, clock()).await?;
-            let blocklist = blocklist::load(&client, &databases).await?;
+            let blocklist = load_blocklist(&client, &databases).await?;
             Ok::<_, clickhouse::error::Error>((salts, blocklist))
         };
         match tokio::time::timeout(timeout, reload).await.unwrap_or(Err(clickhouse::error::Error::TimedOut)) {
             Ok((salts, blocklist)) => {
-                metrics.control_refreshes.with_label_values(&["ok"]).inc();
+                metrics.control_refreshes.with_label_values(&[RefreshOutcome::Ok.label()]).inc();
                 metrics.salt_periods_loaded.set(salts.periods().count() as i64);
                 metrics
                     .salt_oldest_period_start_seconds
@@ -55,10 +56,22 @@ pub async fn forever(
                 control.blocklist.store(Arc::new(blocklist));
             }
             Err(error) => {
-                metrics.control_refreshes.with_label_values(&["error"]).inc();
+                metrics.control_refreshes.with_label_values(&[RefreshOutcome::Error.label()]).inc();
                 tracing::warn!(%error, "cannot refresh salts and blocklist; keeping the ones loaded");
             }
         }
         tokio::time::sleep(interval).await;
     }
+}
+
+/// The subjects blocked now (`store::BLOCKED_SUBJECTS_SQL`).
+async fn load_blocklist(client: &Client, databases: &Databases) -> Result<Blocklist, clickhouse::error::Error> {
+    #[derive(Row, Deserialize)]
+    struct Blocked {
+        site: String,
+        subject_kind: SubjectKind,
+        subject_id: u64,
+    }
+    let rows = client.query(&databases.render(BLOCKED_SUBJECTS_SQL)).fetch_all::<Blocked>().await?;
+    Ok(rows.into_iter().map(|row| (row.site, row.subject_kind, row.subject_id)).collect())
 }

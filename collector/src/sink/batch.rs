@@ -2,9 +2,7 @@
 //! the sink, the spool and the inserts move opaque bytes, so a row costs its encoded size in
 //! memory and on disk, and a replayed batch is byte-for-byte the batch first tried.
 
-use store::rowbinary;
-
-use crate::pipeline::Pseudonymised;
+pub use beacon::EncodedBeacon;
 
 /// The tables the collector writes, through `<prefix>_ingest.<label>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -31,43 +29,13 @@ impl Table {
     pub fn index(self) -> usize {
         self as usize
     }
-}
 
-/// One accepted beacon's rows (zero or one per table), encoded.
-#[derive(Debug)]
-pub struct EncodedBeacon {
-    bytes: Vec<u8>,
-    /// Where the troubleshooting row starts in `bytes`.
-    split: usize,
-    present: [bool; 2],
-}
-
-impl EncodedBeacon {
-    pub fn encode(rows: Pseudonymised) -> Self {
-        let (audience, troubleshooting) = rows.into_parts();
-        let mut bytes = Vec::with_capacity(1024);
-        // Only our row types reach here; `store::rowbinary` tests that they encode.
-        let fails = "rows are RowBinary-encodable";
-        if let Some(row) = &audience {
-            rowbinary::encode(row, &mut bytes).expect(fails);
+    /// A beacon's encoded row for this table, if it has one.
+    pub fn row_of(self, beacon: &EncodedBeacon) -> Option<&[u8]> {
+        match self {
+            Table::Audience => beacon.audience(),
+            Table::Troubleshooting => beacon.troubleshooting(),
         }
-        let split = bytes.len();
-        if let Some(row) = &troubleshooting {
-            rowbinary::encode(row, &mut bytes).expect(fails);
-        }
-        Self { bytes, split, present: [audience.is_some(), troubleshooting.is_some()] }
-    }
-
-    /// The encoded row for `table`, if the beacon has one.
-    pub fn row(&self, table: Table) -> Option<&[u8]> {
-        match table {
-            Table::Audience => self.present[0].then(|| &self.bytes[..self.split]),
-            Table::Troubleshooting => self.present[1].then(|| &self.bytes[self.split..]),
-        }
-    }
-
-    pub fn rows(&self) -> u32 {
-        self.present.iter().map(|&p| u32::from(p)).sum()
     }
 }
 

@@ -10,13 +10,14 @@ use store::{
     pseudonym::{CookieKey, SaltKeys, canonical, network_prefix, user_agent_prefix},
 };
 
+use serde::Deserialize;
+
 use crate::{
-    beacon::Beacon,
     blocklist::Blocklist,
-    config::{DoNotTrack, SiteConfig},
     enrich::{AgentParser, GeoDb},
+    parse::Beacon,
     scrub,
-    urls::{self, Page, Referrer, SiteRules},
+    urls::{self, Page, Referrer, Routes, SiteRules},
 };
 
 /// Rows ready for storage. Private fields and no public constructor: holding one proves the
@@ -46,11 +47,30 @@ pub struct RequestFacts<'a> {
     pub received_at: u32,
 }
 
-/// A site as the pipeline needs it: its config plus its full query allow-list.
-#[derive(Debug, Clone)]
+/// A site as the pipeline needs it.
+#[derive(Debug, Clone, Default)]
 pub struct Site {
-    pub config: SiteConfig,
+    /// The `site` value its beacons carry.
+    pub id: String,
+    /// Hosts its pages live on (`urls::host_matches`): its own referrers are same-site.
+    pub allowed_hosts: Vec<String>,
+    /// Pseudonymise the cookie (or `sid`) too.
+    pub cookie_mode: bool,
+    pub do_not_track: DoNotTrack,
+    /// Query parameters kept besides the utm_* ones.
     pub query_allowlist: Vec<String>,
+    pub routes: Routes,
+}
+
+/// What to do with beacons carrying `DNT: 1` or `Sec-GPC: 1`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DoNotTrack {
+    /// Count the view with no visitor id, no cookie pseudonym and no troubleshooting row.
+    #[default]
+    Anonymous,
+    /// Accept the beacon and store nothing.
+    Drop,
 }
 
 /// What happened to an accepted beacon.
@@ -92,7 +112,7 @@ impl Pipeline {
         // Under DNT/GPC at most an anonymous audience row is kept: a timing or error beacon,
         // which has none, would store nothing, so it is counted as dropped.
         let audience_type = matches!(beacon.kind.0, EventType::Pageview | EventType::Event);
-        if facts.do_not_track && (site.config.do_not_track == DoNotTrack::Drop || !audience_type) {
+        if facts.do_not_track && (site.do_not_track == DoNotTrack::Drop || !audience_type) {
             return Outcome::DroppedDoNotTrack;
         }
         let user_agent = user_agent_prefix(facts.user_agent);
@@ -100,8 +120,8 @@ impl Pipeline {
         let geo = self.geo.lookup(facts.ip);
         let rules = SiteRules {
             query_allowlist: &site.query_allowlist,
-            allowed_hosts: &site.config.allowed_hosts,
-            routes: &site.config.routes,
+            allowed_hosts: &site.allowed_hosts,
+            routes: &site.routes,
         };
         let mut page = urls::page(&beacon.url, &rules);
         let mut referrer = beacon.referrer.as_ref().map(|r| urls::referrer(r, &rules, &page.host)).unwrap_or_default();
@@ -111,14 +131,14 @@ impl Pipeline {
 
         // Anonymous mode keeps neither pseudonym and no troubleshooting row (section 7).
         let anonymous = facts.do_not_track;
-        let visitor_id = if anonymous { 0 } else { keys.visitor_id(&site.config.id, facts.ip, user_agent) };
-        let cookie_id = match (&self.cookie_key, site.config.cookie_mode, anonymous) {
+        let visitor_id = if anonymous { 0 } else { keys.visitor_id(&site.id, facts.ip, user_agent) };
+        let cookie_id = match (&self.cookie_key, site.cookie_mode, anonymous) {
             (Some(key), true, false) => {
-                beacon.sid.as_deref().or(facts.cookie).map_or(0, |cookie| key.cookie_id(&site.config.id, cookie))
+                beacon.sid.as_deref().or(facts.cookie).map_or(0, |cookie| key.cookie_id(&site.id, cookie))
             }
             _ => 0,
         };
-        let blocked = |kind, id| controls.blocklist.contains(&site.config.id, kind, id);
+        let blocked = |kind, id| controls.blocklist.contains(&site.id, kind, id);
         if blocked(SubjectKind::Cookie, cookie_id) || blocked(SubjectKind::Visitor, visitor_id) {
             return Outcome::DroppedBlocked;
         }
@@ -129,7 +149,7 @@ impl Pipeline {
             AudienceRow {
                 date,
                 ts: facts.received_at,
-                site: site.config.id.clone(),
+                site: site.id.clone(),
                 r#type: kind,
                 visitor_id,
                 cookie_id,
@@ -165,7 +185,7 @@ impl Pipeline {
             TroubleshootingRow {
                 date,
                 ts: facts.received_at,
-                site: site.config.id.clone(),
+                site: site.id.clone(),
                 r#type: kind,
                 is_bot: u8::from(agent.is_bot),
                 visitor_id,
@@ -220,9 +240,9 @@ fn scrub_free_text(beacon: &mut Beacon) {
         beacon.lang = None;
     }
     if let Some(error) = &mut beacon.error {
-        error.message = scrub::with_urls(&error.message);
-        error.source = scrub::with_urls(&error.source);
-        error.stack = scrub::with_urls(&error.stack);
+        error.message = urls::scrub_with_urls(&error.message);
+        error.source = urls::scrub_with_urls(&error.source);
+        error.stack = urls::scrub_with_urls(&error.stack);
     }
 }
 
@@ -295,7 +315,7 @@ fn find_ignore_ascii_case(s: &str, needle: &str, from: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::beacon;
+    use crate::parse;
 
     const CHROME: &str =
         "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/121.0.0.0 Safari/537.36";
@@ -303,7 +323,7 @@ mod tests {
 
     fn pipeline() -> Pipeline {
         Pipeline {
-            agents: AgentParser::new(64),
+            agents: AgentParser::new(64, &[] as &[&str]),
             geo: GeoDb::open(None, None).unwrap(),
             cookie_key: CookieKey::from_material(&[9; 32]),
             ipv4_prefix_len: 24,
@@ -312,13 +332,14 @@ mod tests {
     }
 
     fn site(cookie_mode: bool, do_not_track: DoNotTrack) -> Site {
-        let config: SiteConfig = toml::from_str(&format!(
-            "id = \"s\"\nallowed_hosts = [\"a.ru\"]\ncookie_mode = {cookie_mode}\ndo_not_track = \"{}\"\n\
-             routes = [\"/invoices/:id\"]",
-            if do_not_track == DoNotTrack::Drop { "drop" } else { "anonymous" }
-        ))
-        .unwrap();
-        Site { config, query_allowlist: Vec::new() }
+        Site {
+            id: "s".into(),
+            allowed_hosts: vec!["a.ru".into()],
+            cookie_mode,
+            do_not_track,
+            query_allowlist: Vec::new(),
+            routes: Routes::from(vec!["/invoices/:id".to_owned()]),
+        }
     }
 
     fn facts(user_agent: &str, do_not_track: bool) -> RequestFacts<'_> {
@@ -335,7 +356,7 @@ mod tests {
         let keys = SaltKeys::derive(&[1; 32]);
         let blocklist = Blocklist::default();
         pipeline().process(
-            beacon::from_json(body.as_bytes()).unwrap(),
+            parse::from_json(body.as_bytes()).unwrap(),
             facts,
             site,
             Controls { keys: &keys, blocklist: &blocklist },

@@ -1,20 +1,23 @@
-//! The HTTP service: the shared state, the layer stack built in one function, and the accept
-//! loop with graceful shutdown.
+//! The HTTP layer: the state requests read, the layer stack built in one function, and the
+//! accept loop with the connection limit and graceful shutdown. Modules: `routes` (the
+//! endpoints), `respond` (refusals as responses), `client_ip`, `rate_limit`, `snippet`.
+
+mod client_ip;
+mod rate_limit;
+mod respond;
+mod routes;
+mod snippet;
 
 use std::{
-    collections::HashMap,
     convert::Infallible,
     net::{IpAddr, SocketAddr},
     panic::AssertUnwindSafe,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use futures_util::FutureExt;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
@@ -25,55 +28,52 @@ use ipnet::IpNet;
 use tokio::{net::TcpListener, sync::Semaphore};
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 
+pub use self::{rate_limit::RateLimit, snippet::Snippet};
+use self::{
+    respond::{Body, RejectedFor},
+    routes::{Route, endpoint},
+};
 use crate::{
     config::{MAX_BODY_BYTES, ServerConfig},
-    handlers,
-    metrics::Metrics,
-    pipeline::{Pipeline, Site},
-    rate_limit::RateLimit,
-    refresh::Control,
-    respond::{Body, RejectedFor, Rejection},
-    sink::{SinkHandle, SubmitError},
-    snippet::Snippet,
+    ingest::Ingest,
+    metrics::{Endpoint, Metrics},
+    refusal::Rejection,
 };
 
-/// Everything a request may read. Built once; shared immutably (control data swaps atomically).
-pub struct App {
-    pub sites: HashMap<String, Site>,
-    pub pipeline: Pipeline,
-    /// Salts and blocklist, swapped whole by the refresher.
-    pub control: Arc<Control>,
-    pub sink: SinkHandle,
-    pub rate_limit: RateLimit,
-    pub metrics: Arc<Metrics>,
-    pub trusted_proxies: Vec<IpNet>,
-    pub snippet: Snippet,
-    pub shutting_down: AtomicBool,
-    /// Unix seconds; a function so that tests of the pure parts never read the clock.
-    pub clock: fn() -> u32,
+/// What a request may read. Built once; shared immutably (control data swaps atomically).
+pub struct State {
+    ingest: Ingest,
+    rate_limit: RateLimit,
+    trusted_proxies: Vec<IpNet>,
+    snippet: Snippet,
+    metrics: Arc<Metrics>,
+}
+
+impl State {
+    pub fn new(
+        ingest: Ingest,
+        rate_limit: RateLimit,
+        trusted_proxies: Vec<IpNet>,
+        snippet: Snippet,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self { ingest, rate_limit, trusted_proxies, snippet, metrics }
+    }
+
+    /// Lets the rate limiter forget networks that have been quiet.
+    pub fn forget_idle_networks(&self) {
+        self.rate_limit.forget_idle();
+    }
 }
 
 /// The peer address, attached to each request by the accept loop.
 #[derive(Debug, Clone, Copy)]
-pub struct Peer(pub IpAddr);
+struct Peer(IpAddr);
 
-/// The endpoint a path belongs to: a bounded metrics label.
-pub fn endpoint_of(path: &str) -> &'static str {
-    match path {
-        "/api/event" => "event",
-        "/api/event.gif" => "event_gif",
-        "/script.js" => "script",
-        "/healthz" => "healthz",
-        "/readyz" => "readyz",
-        "/metrics" => "metrics",
-        _ => "other",
-    }
-}
-
-/// The layer stack, outermost first. Errors of every layer become responses in
-/// [`Rejection::from_layer_error`]; metrics are recorded once, around all of it.
-pub fn build_service(
-    app: Arc<App>,
+/// The layer stack, outermost first. Errors of every layer become responses through
+/// [`respond::from_layer_error`]; metrics are recorded once, around all of it.
+fn build_service(
+    state: Arc<State>,
     config: &ServerConfig,
 ) -> impl Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send> + Clone + Send + 'static
 {
@@ -87,10 +87,10 @@ pub fn build_service(
         .timeout(Duration::from_millis(config.request_timeout_ms))
         // 5. The handler, with a panic confined to its own request.
         .service_fn({
-            let app = app.clone();
+            let state = state.clone();
             move |request| {
-                let app = app.clone();
-                async move { Ok::<_, BoxError>(isolate_panics(&app.metrics, handlers::route(&app, request)).await) }
+                let state = state.clone();
+                async move { Ok::<_, BoxError>(isolate_panics(&state.metrics, Route::serve(&state, request)).await) }
             }
         })
         // Boxed so the stack has one nameable, `Send` type to clone per connection.
@@ -98,13 +98,15 @@ pub fn build_service(
 
     tower::service_fn(move |request: Request<Incoming>| {
         let stack = stack.clone();
-        let app = app.clone();
+        let state = state.clone();
         async move {
-            let endpoint = endpoint_of(request.uri().path());
+            let endpoint = endpoint(request.uri().path());
             let started = Instant::now();
-            let response =
-                stack.oneshot(request).await.unwrap_or_else(|error| Rejection::from_layer_error(error).into_response());
-            record(&app.metrics, endpoint, &response, started);
+            let response = stack
+                .oneshot(request)
+                .await
+                .unwrap_or_else(|error| respond::rejection(respond::from_layer_error(error)));
+            record(&state.metrics, endpoint, &response, started);
             Ok::<_, Infallible>(response)
         }
     })
@@ -116,7 +118,7 @@ async fn isolate_panics(metrics: &Metrics, handler: impl Future<Output = Respons
     AssertUnwindSafe(handler).catch_unwind().await.unwrap_or_else(|_panic| {
         metrics.http_request_panics.inc();
         tracing::error!("a request handler panicked; answered 500");
-        Rejection::Internal.into_response()
+        respond::rejection(Rejection::Internal)
     })
 }
 
@@ -133,10 +135,12 @@ fn body_cap(request: Request<Incoming>) -> Result<Request<Incoming>, BoxError> {
     }
 }
 
-fn record(metrics: &Metrics, endpoint: &'static str, response: &Response<Body>, started: Instant) {
-    metrics.http_requests.with_label_values(&[endpoint, response.status().as_str()]).inc();
-    metrics.http_request_duration.with_label_values(&[endpoint]).observe(started.elapsed().as_secs_f64());
-    if let (Some(RejectedFor(reason)), "event" | "event_gif") = (response.extensions().get::<RejectedFor>(), endpoint) {
+fn record(metrics: &Metrics, endpoint: Endpoint, response: &Response<Body>, started: Instant) {
+    metrics.http_requests.with_label_values(&[endpoint.label(), response.status().as_str()]).inc();
+    metrics.http_request_duration.with_label_values(&[endpoint.label()]).observe(started.elapsed().as_secs_f64());
+    if let (Some(RejectedFor(reason)), Endpoint::Event | Endpoint::EventGif) =
+        (response.extensions().get::<RejectedFor>(), endpoint)
+    {
         metrics.beacons_rejected.with_label_values(&[reason]).inc();
     }
 }
@@ -149,12 +153,12 @@ const MAX_HEADERS: usize = 64;
 /// (up to `grace`), and returns.
 pub async fn serve(
     listener: TcpListener,
-    app: Arc<App>,
+    state: Arc<State>,
     config: &ServerConfig,
     shutdown: impl std::future::Future<Output = ()>,
     grace: Duration,
 ) {
-    let service = build_service(app.clone(), config);
+    let service = build_service(state.clone(), config);
     let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -178,7 +182,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let Ok(slot) = connections.clone().try_acquire_owned() else {
-            app.metrics.http_connections_refused.inc();
+            state.metrics.http_connections_refused.inc();
             tokio::spawn(refuse(stream));
             continue;
         };
@@ -189,7 +193,7 @@ pub async fn serve(
         });
         let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let connection = graceful.watch(connection);
-        let metrics = app.metrics.clone();
+        let metrics = state.metrics.clone();
         metrics.http_connections.inc();
         tokio::spawn(async move {
             // Client disconnects and malformed requests end here; they carry no data worth
@@ -201,7 +205,7 @@ pub async fn serve(
             drop(slot);
         });
     }
-    app.shutting_down.store(true, Ordering::SeqCst);
+    state.ingest.stop();
     drop(listener);
     if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
         tracing::warn!("connections still open after the shutdown grace period; closing them");
@@ -211,36 +215,15 @@ pub async fn serve(
 /// Answers a connection over the limit with a 503 and closes it, without reading from it.
 async fn refuse(mut stream: tokio::net::TcpStream) {
     use tokio::io::AsyncWriteExt;
-    let response = Rejection::TooManyConnections.into_raw_http1();
+    let response = respond::raw_http1(&Rejection::TooManyConnections);
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&response)).await;
     let _ = stream.shutdown().await;
 }
 
-/// `/readyz`: salts for now are loaded, the sink takes work, and we are not shutting down.
-pub fn readiness(app: &App) -> Result<(), &'static str> {
-    if app.shutting_down.load(Ordering::SeqCst) {
-        return Err("shutting down");
-    }
-    if app.control.salts.load().keys_at((app.clock)()).is_none() {
-        return Err("no salt loaded for the current period");
-    }
-    if let Some(refusal) = app.sink.refuses_work() {
-        return Err(match refusal {
-            SubmitError::QueueFull => "the sink's queue is full",
-            SubmitError::SpoolFull => "the spool is full",
-            SubmitError::SpoolFailed => "the spool cannot be written",
-            SubmitError::Closed => "shutting down",
-        });
-    }
-    Ok(())
-}
-
-pub fn status_text(status: StatusCode, text: &'static str) -> Response<Body> {
-    crate::respond::text(status, "text/plain; charset=utf-8", text)
-}
-
 #[cfg(test)]
 mod tests {
+    use http::StatusCode;
+
     use super::*;
 
     #[tokio::test]
@@ -250,17 +233,7 @@ mod tests {
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(response.extensions().get::<RejectedFor>().map(|r| r.0), Some("internal_error"));
         assert_eq!(metrics.http_request_panics.get(), 1);
-        let fine = isolate_panics(&metrics, async { status_text(StatusCode::OK, "ok") }).await;
+        let fine = isolate_panics(&metrics, async { respond::plain(StatusCode::OK, "ok") }).await;
         assert_eq!(fine.status(), StatusCode::OK);
-    }
-
-    #[test]
-    fn a_refused_connection_gets_a_complete_http_response() {
-        let raw = String::from_utf8(Rejection::TooManyConnections.into_raw_http1()).unwrap();
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-        assert!(head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{head}");
-        assert!(head.contains("Retry-After: 1\r\n") && head.contains("Connection: close"), "{head}");
-        assert!(head.contains(&format!("Content-Length: {}\r\n", body.len())), "{head}");
-        assert_eq!(serde_json::from_str::<serde_json::Value>(body).unwrap()["reason"], "too_many_connections");
     }
 }

@@ -1,0 +1,144 @@
+//! One insert of a batch's RowBinary bytes, and the one decision of what a failure means:
+//! [`is_permanent`].
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use clickhouse::{Client, error::Error as ChError};
+use store::Databases;
+
+use super::batch::Batch;
+use crate::metrics::{InsertOutcome, Metrics, RowOutcome};
+
+pub(super) enum InsertError {
+    /// Refused for its data: retrying cannot help.
+    Permanent(ChError),
+    Transient,
+}
+
+pub(super) struct Inserter {
+    client: Client,
+    /// `<prefix>_ingest.<table>`, by [`Table::index`](super::Table::index).
+    tables: [String; 2],
+    timeout: Duration,
+    /// Cleared when the server does not know `insert_deduplication_token` (before 22.2).
+    send_token: AtomicBool,
+    /// Whether the last insert succeeded.
+    pub(super) healthy: AtomicBool,
+    metrics: Arc<Metrics>,
+}
+
+/// ClickHouse's UNKNOWN_SETTING.
+const UNKNOWN_SETTING: u32 = 115;
+
+impl Inserter {
+    /// Inserts into the ingest tables of `databases` (the ingest role may insert there only;
+    /// their views route the rows to the stores).
+    pub(super) fn new(client: Client, databases: &Databases, timeout: Duration, metrics: Arc<Metrics>) -> Self {
+        Self {
+            client,
+            tables: [databases.ingest_audience(), databases.ingest_troubleshooting()],
+            timeout,
+            send_token: AtomicBool::new(true),
+            healthy: AtomicBool::new(true),
+            metrics,
+        }
+    }
+
+    /// One insert (plus one more if the server turns out not to know the token setting).
+    pub(super) async fn insert(&self, batch: &Batch) -> Result<(), InsertError> {
+        let label = batch.table.label();
+        loop {
+            let token = self.send_token.load(Ordering::Relaxed).then(|| batch.token());
+            let started = Instant::now();
+            let result = self.insert_once(batch, token.as_deref()).await;
+            self.metrics.sink_insert_duration.with_label_values(&[label]).observe(started.elapsed().as_secs_f64());
+            let error = match result {
+                Ok(()) => {
+                    self.healthy.store(true, Ordering::Relaxed);
+                    self.metrics.sink_inserts.with_label_values(&[label, InsertOutcome::Ok.label()]).inc();
+                    self.metrics
+                        .sink_rows
+                        .with_label_values(&[label, RowOutcome::Inserted.label()])
+                        .inc_by(u64::from(batch.rows));
+                    tracing::debug!(table = label, rows = batch.rows, "batch inserted");
+                    return Ok(());
+                }
+                Err(error) => error,
+            };
+            if token.is_some() && error_code(&error) == Some(UNKNOWN_SETTING) {
+                self.send_token.store(false, Ordering::Relaxed);
+                tracing::info!(
+                    "this ClickHouse has no insert_deduplication_token (before 22.2): a replayed batch may be counted twice"
+                );
+                continue;
+            }
+            if is_permanent(&error) {
+                self.metrics.sink_inserts.with_label_values(&[label, InsertOutcome::PermanentError.label()]).inc();
+                tracing::error!(table = label, rows = batch.rows, %error, "ClickHouse refused a batch for its data; it goes to the dead letters");
+                return Err(InsertError::Permanent(error));
+            }
+            self.healthy.store(false, Ordering::Relaxed);
+            self.metrics.sink_inserts.with_label_values(&[label, InsertOutcome::TransientError.label()]).inc();
+            tracing::warn!(table = label, rows = batch.rows, %error, "insert failed; the batch will be retried from the spool");
+            return Err(InsertError::Transient);
+        }
+    }
+
+    async fn insert_once(&self, batch: &Batch, token: Option<&str>) -> Result<(), ChError> {
+        let table = &self.tables[batch.table.index()];
+        let mut insert = self
+            .client
+            .insert_formatted_with(format!("INSERT INTO {table} FORMAT RowBinary"))
+            .with_timeouts(Some(self.timeout), Some(self.timeout));
+        if let Some(token) = token {
+            insert = insert.with_setting("insert_deduplication_token", token);
+        }
+        insert.send(Bytes::copy_from_slice(&batch.bytes)).await?;
+        insert.end().await
+    }
+}
+
+/// The one decision about ClickHouse errors: a batch refused for its data will be refused
+/// again, so retrying it would block the rows behind it; everything else (network, timeouts,
+/// overload, missing tables during a migration, authentication) may heal and is retried.
+pub fn is_permanent(error: &ChError) -> bool {
+    // Codes of ClickHouse's ErrorCodes.cpp meaning "this data cannot be inserted".
+    const DATA_ERRORS: [u32; 14] = [6, 26, 27, 32, 33, 38, 41, 53, 69, 70, 72, 117, 131, 349];
+    match error {
+        ChError::BadResponse(_) => error_code(error).is_some_and(|c| DATA_ERRORS.contains(&c)),
+        ChError::DataFormat(_) | ChError::SequenceMustHaveLength | ChError::Custom(_) => true,
+        _ => false,
+    }
+}
+
+/// The `Code: N` of a ClickHouse exception.
+fn error_code(error: &ChError) -> Option<u32> {
+    let ChError::BadResponse(message) = error else { return None };
+    let rest = &message[message.find("Code: ")? + 6..];
+    let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_clickhouse_errors() {
+        let bad = |m: &str| ChError::BadResponse(m.to_owned());
+        assert!(is_permanent(&bad("Code: 27, e.displayText() = DB::Exception: Cannot parse input")));
+        assert!(is_permanent(&bad("Code: 53. DB::Exception: Type mismatch")));
+        assert!(!is_permanent(&bad("Code: 60, e.displayText() = DB::Exception: Table x doesn't exist.")));
+        assert!(!is_permanent(&bad("Code: 241. DB::Exception: Memory limit exceeded")));
+        assert!(!is_permanent(&bad("502 Bad Gateway")));
+        assert!(!is_permanent(&ChError::TimedOut));
+        assert_eq!(error_code(&bad("Code: 115, e.displayText() = DB::Exception: Unknown setting x")), Some(115));
+    }
+}
