@@ -1,5 +1,5 @@
 /* webstats snippet: pageviews, custom events, page timing and script errors of one site, sent
-   to the webstats collector as beacon-api.md describes. This is the readable source;
+   to the webstats collector as docs/http-api.md describes. This is the readable source;
    scripts/snippet.sh minifies it into snippet/script.min.js, which the collector serves at
    /script.js with its per-site table in place of the placeholder below.
 

@@ -1,11 +1,14 @@
 //! The aggregator's typed configuration, validated as a whole before any I/O.
 
-use std::path::{Path, PathBuf};
+use std::{
+    num::NonZeroU32,
+    path::{Path, PathBuf},
+};
 
-use serde::Deserialize;
-use store::{ClickHouseConfig, ConfigProblem, LoadError};
+use serde::{Deserialize, Serialize};
+use store::{ClickHouseConfig, ConfigProblem, LoadError, Seconds};
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -21,7 +24,7 @@ pub struct Config {
 }
 
 /// Data-subject requests and the analysts' minimum group size.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PrivacyConfig {
     /// Rollup groups (a page, a channel, a city, ... on one day, or one hour) with fewer
@@ -46,7 +49,7 @@ impl Default for PrivacyConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SaltsConfig {
     /// Length of one salt period, in seconds: whole days, 1 to 7. Periods start at multiples
@@ -64,45 +67,48 @@ impl Default for SaltsConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetentionConfig {
     /// Days of audience events kept (whole daily partitions are dropped after that):
     /// about 13 months by default.
-    pub audience_days: u32,
+    pub audience_days: NonZeroU32,
     /// Days of troubleshooting events kept.
-    pub troubleshooting_days: u32,
+    pub troubleshooting_days: NonZeroU32,
 }
 
 impl Default for RetentionConfig {
     fn default() -> Self {
-        Self { audience_days: 396, troubleshooting_days: 14 }
+        Self {
+            audience_days: NonZeroU32::new(396).expect("non-zero"),
+            troubleshooting_days: NonZeroU32::new(14).expect("non-zero"),
+        }
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RunConfig {
     /// `aggregator run`: seconds between passes of salt rotation and retention.
-    pub interval_s: u64,
+    pub interval_s: Seconds,
 }
 
 impl Default for RunConfig {
     fn default() -> Self {
-        Self { interval_s: 300 }
+        Self { interval_s: Seconds::new(300) }
     }
 }
 
 impl Config {
     pub fn load(path: &Path) -> Result<Self, LoadError> {
-        let mut config: Config = store::load_toml(path, "aggregator")?;
-        if let Some(file) = &mut config.privacy.cookie_key_file
-            && file.is_relative()
-        {
-            *file = path.parent().unwrap_or(Path::new(".")).join(&*file);
-        }
-        store::check_config(path, config.problems())?;
-        Ok(config)
+        store::load_toml(path, "aggregator", |config: &mut Config| {
+            if let Some(file) = &mut config.privacy.cookie_key_file
+                && file.is_relative()
+            {
+                *file = path.parent().unwrap_or(Path::new(".")).join(&*file);
+            }
+            config.problems()
+        })
     }
 
     pub fn problems(&self) -> Vec<ConfigProblem> {
@@ -117,20 +123,14 @@ impl Config {
         if self.salts.grace_period_s > 31 * 86_400 {
             problems.push(ConfigProblem::new("salts.grace_period_s", "must be at most 31 days"));
         }
-        if self.retention.audience_days == 0 {
-            problems.push(ConfigProblem::new("retention.audience_days", "must be at least 1"));
-        }
-        if self.retention.troubleshooting_days == 0 {
-            problems.push(ConfigProblem::new("retention.troubleshooting_days", "must be at least 1"));
-        }
         if self.privacy.min_group_size < 2 {
             problems.push(ConfigProblem::new("privacy.min_group_size", "must be at least 2"));
         }
         if !(1..=31).contains(&self.privacy.rollup_days) {
             problems.push(ConfigProblem::new("privacy.rollup_days", "must be between 1 and 31"));
         }
-        if self.run.interval_s == 0 || self.run.interval_s > 3_600 {
-            problems.push(ConfigProblem::new("run.interval_s", "must be between 1 and 3600"));
+        if self.run.interval_s.get() > 3_600 {
+            problems.push(ConfigProblem::new("run.interval_s", "must be at most 3600"));
         }
         problems
     }
@@ -157,10 +157,21 @@ mod tests {
 
     #[test]
     fn reports_every_bad_lifecycle_value() {
-        let c: Config =
-            toml::from_str("[retention]\naudience_days = 0\ntroubleshooting_days = 0\n[run]\ninterval_s = 0\n")
-                .unwrap();
-        let keys: Vec<_> = c.problems().into_iter().map(|p| p.key).collect();
-        assert_eq!(keys, ["retention.audience_days", "retention.troubleshooting_days", "run.interval_s"]);
+        let text = "[retention]\naudience_days = 0\ntroubleshooting_days = 0\n[run]\ninterval_s = 0\n\
+                    [privacy]\nmin_group_size = 1\n";
+        let (config, mut problems) = store::parse_toml::<Config>(text).unwrap();
+        problems.extend(config.unwrap().problems());
+        let keys: Vec<_> = problems.into_iter().map(|p| p.key).collect();
+        assert_eq!(
+            keys,
+            ["retention.audience_days", "retention.troubleshooting_days", "run.interval_s", "privacy.min_group_size"]
+        );
+    }
+
+    #[test]
+    fn the_reference_lists_every_key_and_no_other() {
+        let keys = store::reference::keys(&serde_json::to_value(Config::default()).unwrap());
+        let reference = include_str!("../../docs/configuration.md");
+        assert_eq!(store::reference::documented(reference, "Aggregator"), keys, "docs/configuration.md, Aggregator");
     }
 }

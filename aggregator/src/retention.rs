@@ -28,7 +28,7 @@ pub async fn enforce(
         [(databases.audience(), config.audience_days), (databases.troubleshooting(), config.troubleshooting_days)]
     {
         let table = format!("{db}.events");
-        for p in old_partitions(client, db, "events", today.saturating_sub(days)).await? {
+        for p in old_partitions(client, db, "events", today.saturating_sub(days.get())).await? {
             client.query(&format!("ALTER TABLE {table} DROP PARTITION '{}'", p.partition)).execute().await?;
             tracing::info!(table, partition = p.partition, rows = p.rows, "retention: partition dropped");
             let row = audit::deletion(

@@ -57,7 +57,7 @@ pub async fn forever(
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
-    let mut passes = tokio::time::interval(Duration::from_secs(config.run.interval_s));
+    let mut passes = tokio::time::interval(config.run.interval_s.duration());
     let mut current = tokio::time::interval(CURRENT_INTERVAL);
     for timer in [&mut passes, &mut current] {
         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -1,4 +1,4 @@
-//! Data-subject requests (privacy-model.md section 6): block, unblock, export and erase a
+//! Data-subject requests (docs/privacy-model.md section 6): block, unblock, export and erase a
 //! person's data. The request names a site and what the site showed the visitor (their cookie
 //! value, or within a salt's life their IP and User-Agent); the aggregator computes the
 //! pseudonyms itself, and only pseudonyms reach the blocklist and the audit table.

@@ -1,4 +1,4 @@
-//! The blocked pseudonyms (privacy-model.md section 6): the pipeline drops a beacon whose
+//! The blocked pseudonyms (docs/privacy-model.md section 6): the pipeline drops a beacon whose
 //! cookie id or visitor id is among them before any row is built. The collector loads them
 //! from ClickHouse with the salts and swaps them in whole.
 

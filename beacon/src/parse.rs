@@ -1,4 +1,4 @@
-//! Parsing a beacon (beacon-api.md) from a JSON body or the GIF's query string. Pure: bad
+//! Parsing a beacon (docs/http-api.md) from a JSON body or the GIF's query string. Pure: bad
 //! input becomes a [`BeaconError`] naming the field, never a panic. Long free text is cut
 //! rather than refused, since browsers produce it (error stacks, titles).
 

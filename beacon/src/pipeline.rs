@@ -10,7 +10,7 @@ use store::{
     pseudonym::{CookieKey, SaltKeys, canonical, network_prefix, user_agent_prefix},
 };
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     blocklist::Blocklist,
@@ -63,7 +63,7 @@ pub struct Site {
 }
 
 /// What to do with beacons carrying `DNT: 1` or `Sec-GPC: 1`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DoNotTrack {
     /// Count the view with no visitor id, no cookie pseudonym and no troubleshooting row.
@@ -225,7 +225,7 @@ impl Pipeline {
     }
 }
 
-/// Removes e-mail addresses and phone numbers from every free-text field (privacy-model.md
+/// Removes e-mail addresses and phone numbers from every free-text field (docs/privacy-model.md
 /// section 4). URLs inside an error report are reduced like page URLs; `lang` is checked
 /// instead, since a valid tag holds neither. Allocates only for text that changes.
 fn scrub_free_text(beacon: &mut Beacon) {
@@ -247,7 +247,7 @@ fn scrub_free_text(beacon: &mut Beacon) {
 }
 
 /// Removes the request's own address from every stored text that could hold it, replaced by
-/// `[ip]` (privacy-model.md section 1: the raw IP never reaches storage). URL hygiene and
+/// `[ip]` (docs/privacy-model.md section 1: the raw IP never reaches storage). URL hygiene and
 /// `scrub` keep IP addresses in general (a server's address in an error is no one's personal
 /// data), but a page, a referrer or free text can carry the visitor's own: a "your IP address"
 /// page, a diagnostics event, a referrer from the visitor's own machine. Its canonical text is

@@ -1,4 +1,4 @@
-//! Free-text scrubbing (privacy-model.md section 4): e-mail addresses and phone numbers are
+//! Free-text scrubbing (docs/privacy-model.md section 4): e-mail addresses and phone numbers are
 //! removed from every free-text field before storage. Pure, allocation-free when there is
 //! nothing to remove (nor anything percent-encoded), and total: any input gives a value.
 //!

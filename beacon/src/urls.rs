@@ -1,4 +1,4 @@
-//! URL hygiene (privacy-model.md section 4). Pure: no I/O, and every input gives a value.
+//! URL hygiene (docs/privacy-model.md section 4). Pure: no I/O, and every input gives a value.
 //!
 //! - A **page** keeps its lower-case host, its normalised path, the `utm_*` values and the
 //!   site's allow-listed query parameters. The fragment and every other parameter are dropped.
@@ -436,6 +436,13 @@ impl From<Vec<String>> for Routes {
         routes.templates.sort_by_key(|t| std::cmp::Reverse(t.literals));
         routes.max_segments = routes.templates.iter().map(|t| t.parts.len()).max().unwrap_or(0);
         routes
+    }
+}
+
+/// The good templates, as the config lists them.
+impl serde::Serialize for Routes {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.templates.iter().map(|t| &t.text))
     }
 }
 

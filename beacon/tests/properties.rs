@@ -909,7 +909,7 @@ fn leaky_beacon() -> impl Strategy<Value = LeakyBeacon> {
 
 /// User-Agents without addresses: the pipeline stores the User-Agent verbatim (cut to 512
 /// bytes, `store::pseudonym::user_agent_prefix`) in the troubleshooting row, which
-/// privacy-model.md section 3 allows for purpose T, and it applies no scrubbing to it. A
+/// docs/privacy-model.md section 3 allows for purpose T, and it applies no scrubbing to it. A
 /// User-Agent is a header the browser writes, not page content, so the generated ones carry
 /// no IP or e-mail; `pipeline_never_panics` feeds arbitrary ones.
 fn user_agent() -> impl Strategy<Value = String> {

@@ -49,7 +49,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         databases.clone(),
         control.clone(),
         metrics.clone(),
-        Duration::from_secs(config.salts.refresh_interval_s),
+        config.salts.refresh_interval_s.duration(),
         config.clickhouse.request_timeout(),
         unix_now,
     ));
@@ -113,7 +113,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         tokio::spawn(prune_dead_letters(spool, Duration::from_secs(u64::from(config.spool.dead_letter_days) * 86_400)));
 
     // Half of the shutdown time lets open requests finish; the rest flushes the sink.
-    let total = Duration::from_millis(config.server.shutdown_timeout_ms);
+    let total = config.server.shutdown_timeout_ms.duration();
     http::serve(listener, state, &config.server, shutdown, total / 2).await;
     tracing::info!("stopped accepting; inserting or spooling buffered rows");
     let report = sink.shutdown(total / 2).await;

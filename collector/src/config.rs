@@ -4,19 +4,20 @@
 use std::{
     collections::HashSet,
     net::SocketAddr,
+    num::NonZeroUsize,
     path::{Path, PathBuf},
 };
 
 use ipnet::IpNet;
-use serde::Deserialize;
-use store::{ClickHouseConfig, ConfigProblem, LoadError, pseudonym::CookieKey};
+use serde::{Deserialize, Serialize};
+use store::{ClickHouseConfig, ConfigProblem, LoadError, Millis, Seconds, pseudonym::CookieKey};
 
 use beacon::{
     DoNotTrack, Routes,
     enrich::{BotPatterns, ORDINARY_BROWSERS},
 };
 
-/// The beacon API's body limit (beacon-api.md), after decompression too. Not configurable:
+/// The beacon API's body limit (docs/http-api.md), after decompression too. Not configurable:
 /// it is part of the public contract.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
@@ -30,7 +31,7 @@ const MAX_BOT_PATTERN_CHARS: usize = 200;
 /// Most route templates per site.
 const MAX_ROUTES_PER_SITE: usize = 64;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -56,7 +57,7 @@ pub struct Config {
     pub sites: Vec<SiteConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Address and port to listen on.
@@ -65,16 +66,16 @@ pub struct ServerConfig {
     /// else the peer address is the client address.
     pub trusted_proxies: Vec<IpNet>,
     /// Requests handled at once; more are answered 503 at once rather than queued.
-    pub max_concurrent_requests: usize,
+    pub max_concurrent_requests: NonZeroUsize,
     /// Open client connections; a connection beyond it is answered 503 and closed.
-    pub max_connections: usize,
+    pub max_connections: NonZeroUsize,
     /// Longest wait for a request's headers, in milliseconds: slow clients cannot hold
     /// connections open.
-    pub header_read_timeout_ms: u64,
+    pub header_read_timeout_ms: Millis,
     /// Time limit for handling one request, in milliseconds.
-    pub request_timeout_ms: u64,
+    pub request_timeout_ms: Millis,
     /// On SIGTERM/SIGINT: how long to finish requests and flush the sink, in milliseconds.
-    pub shutdown_timeout_ms: u64,
+    pub shutdown_timeout_ms: Millis,
     /// `Cache-Control: max-age` of /script.js, in seconds.
     pub script_max_age_s: u32,
 }
@@ -84,58 +85,58 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 18080)),
             trusted_proxies: Vec::new(),
-            max_concurrent_requests: 4096,
-            max_connections: 10_000,
-            header_read_timeout_ms: 10_000,
-            request_timeout_ms: 5_000,
-            shutdown_timeout_ms: 15_000,
+            max_concurrent_requests: NonZeroUsize::new(4096).expect("non-zero"),
+            max_connections: NonZeroUsize::new(10_000).expect("non-zero"),
+            header_read_timeout_ms: Millis::new(10_000),
+            request_timeout_ms: Millis::new(5_000),
+            shutdown_timeout_ms: Millis::new(15_000),
             script_max_age_s: 3_600,
         }
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SinkConfig {
-    /// When a beacon is acknowledged (RELIABILITY.md): `buffered`, once queued in memory, or
+    /// When a beacon is acknowledged (docs/reliability.md): `buffered`, once queued in memory, or
     /// `fsync`, once fsynced in the spool.
     pub durability: Durability,
     /// A table's buffer is inserted at least this often when it holds rows, in milliseconds:
     /// about one insert per second per table at low load.
-    pub flush_interval_ms: u64,
+    pub flush_interval_ms: Millis,
     /// ...or as soon as it holds this many rows: large batches at high load.
-    pub max_batch_rows: usize,
+    pub max_batch_rows: NonZeroUsize,
     /// ...or this many bytes of encoded rows.
     pub max_batch_bytes: usize,
     /// Beacons waiting between the handlers and the batcher or committer (about 1 KiB each);
     /// when full, beacons get 503. It fills only under backpressure.
-    pub queue_capacity: usize,
+    pub queue_capacity: NonZeroUsize,
     /// Batches being inserted or spooled at once (`buffered`); when all are busy the batcher
     /// stops taking from the queue, so memory stays bounded while ClickHouse is slow or down.
-    pub max_inflight_batches: usize,
+    pub max_inflight_batches: NonZeroUsize,
     /// First retry delay after a transient insert error, in milliseconds; doubles per retry.
-    pub retry_initial_backoff_ms: u64,
+    pub retry_initial_backoff_ms: Millis,
     /// Longest retry delay, in milliseconds.
-    pub retry_max_backoff_ms: u64,
+    pub retry_max_backoff_ms: Millis,
 }
 
 impl Default for SinkConfig {
     fn default() -> Self {
         Self {
             durability: Durability::Buffered,
-            flush_interval_ms: 1_000,
-            max_batch_rows: 20_000,
+            flush_interval_ms: Millis::new(1_000),
+            max_batch_rows: NonZeroUsize::new(20_000).expect("non-zero"),
             max_batch_bytes: 8 * 1024 * 1024,
-            queue_capacity: 10_000,
-            max_inflight_batches: 4,
-            retry_initial_backoff_ms: 100,
-            retry_max_backoff_ms: 10_000,
+            queue_capacity: NonZeroUsize::new(10_000).expect("non-zero"),
+            max_inflight_batches: NonZeroUsize::new(4).expect("non-zero"),
+            retry_initial_backoff_ms: Millis::new(100),
+            retry_max_backoff_ms: Millis::new(10_000),
         }
     }
 }
 
-/// When a beacon is acknowledged; see RELIABILITY.md.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+/// When a beacon is acknowledged; see docs/reliability.md.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Durability {
     /// 202 once queued in memory: a crash loses at most the last flush interval's beacons.
@@ -145,7 +146,7 @@ pub enum Durability {
     Fsync,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SpoolConfig {
     /// Where batches wait while ClickHouse cannot take them (and, in `fsync` mode, every
@@ -169,7 +170,7 @@ impl Default for SpoolConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
     /// Beacons per second accepted from one network prefix (the `[privacy]` prefix lengths:
@@ -185,12 +186,12 @@ impl Default for RateLimitConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SaltsConfig {
     /// How often salts and the blocklist are re-read from ClickHouse, in seconds. Salts whose
     /// period has ended are forgotten at each refresh.
-    pub refresh_interval_s: u64,
+    pub refresh_interval_s: Seconds,
     /// The ClickHouse user that reads them (the `<prefix>_ingest_meta` role); default: the
     /// `[clickhouse]` user.
     pub user: Option<String>,
@@ -200,11 +201,11 @@ pub struct SaltsConfig {
 
 impl Default for SaltsConfig {
     fn default() -> Self {
-        Self { refresh_interval_s: 60, user: None, password_env: None }
+        Self { refresh_interval_s: Seconds::new(60), user: None, password_env: None }
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GeoIpConfig {
     /// A City or Country MMDB (GeoIP2/GeoLite2 layout or ip-location-db's flat layout).
@@ -214,7 +215,7 @@ pub struct GeoIpConfig {
     pub asn_db: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PrivacyConfig {
     /// Bits of an IPv4 address kept as the network prefix.
@@ -251,7 +252,7 @@ impl Default for PrivacyConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BotsConfig {
     /// Case-insensitive User-Agent substrings that mark a bot, besides woothee's crawler
@@ -259,7 +260,7 @@ pub struct BotsConfig {
     pub extra_patterns: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SiteConfig {
     /// The `site` value beacons carry.
@@ -267,7 +268,7 @@ pub struct SiteConfig {
     /// Hosts the site's pages live on: `example.ru` or `*.example.ru`. The page URL's host and
     /// the `Origin` header (when sent) must match one of them.
     pub allowed_hosts: Vec<String>,
-    /// Link a browser's visits across days with a first-party cookie (privacy-model.md
+    /// Link a browser's visits across days with a first-party cookie (docs/privacy-model.md
     /// section 2). Off by default.
     #[serde(default)]
     pub cookie_mode: bool,
@@ -320,10 +321,10 @@ impl SiteConfig {
 impl Config {
     /// Reads, parses and validates; relative paths are resolved against the file's folder.
     pub fn load(path: &Path) -> Result<Self, LoadError> {
-        let mut config: Config = store::load_toml(path, "collector")?;
-        config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
-        store::check_config(path, config.problems())?;
-        Ok(config)
+        store::load_toml(path, "collector", |config: &mut Config| {
+            config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+            config.problems()
+        })
     }
 
     fn resolve_paths(&mut self, base: &Path) {
@@ -341,38 +342,12 @@ impl Config {
         let mut problems = Vec::new();
         let mut p = |key: &str, message: &str| problems.push(ConfigProblem::new(key, message));
 
-        let s = &self.server;
-        if s.max_concurrent_requests == 0 {
-            p("server.max_concurrent_requests", "must be above 0");
-        }
-        if s.request_timeout_ms == 0 {
-            p("server.request_timeout_ms", "must be above 0");
-        }
-        if s.max_connections == 0 {
-            p("server.max_connections", "must be above 0");
-        }
-        if s.header_read_timeout_ms == 0 {
-            p("server.header_read_timeout_ms", "must be above 0");
-        }
-
         let k = &self.sink;
-        if k.flush_interval_ms == 0 {
-            p("sink.flush_interval_ms", "must be above 0");
-        }
-        if k.max_batch_rows == 0 {
-            p("sink.max_batch_rows", "must be above 0");
-        }
         if !(1024..=MAX_BATCH_BYTES).contains(&k.max_batch_bytes) {
             p("sink.max_batch_bytes", &format!("must be between 1024 and {MAX_BATCH_BYTES}"));
         }
-        if k.queue_capacity == 0 {
-            p("sink.queue_capacity", "must be above 0");
-        }
-        if k.max_inflight_batches == 0 {
-            p("sink.max_inflight_batches", "must be above 0");
-        }
-        if k.retry_initial_backoff_ms == 0 || k.retry_initial_backoff_ms > k.retry_max_backoff_ms {
-            p("sink.retry_initial_backoff_ms", "must be above 0 and at most sink.retry_max_backoff_ms");
+        if k.retry_initial_backoff_ms > k.retry_max_backoff_ms {
+            p("sink.retry_initial_backoff_ms", "must be at most sink.retry_max_backoff_ms");
         }
         let sp = &self.spool;
         if sp.dir.as_os_str().is_empty() {
@@ -391,8 +366,8 @@ impl Config {
         if r.beacons_per_second > 0 && r.burst == 0 {
             p("rate_limit.burst", "must be above 0 when the rate limit is on");
         }
-        if self.salts.refresh_interval_s == 0 || self.salts.refresh_interval_s > 3_600 {
-            p("salts.refresh_interval_s", "must be between 1 and 3600");
+        if self.salts.refresh_interval_s.get() > 3_600 {
+            p("salts.refresh_interval_s", "must be at most 3600");
         }
 
         for (key, path) in [("geoip.location_db", &self.geoip.location_db), ("geoip.asn_db", &self.geoip.asn_db)] {
@@ -508,25 +483,36 @@ mod tests {
         toml::from_str(text).unwrap()
     }
 
+    /// Every problem of a config text: of types, then of values.
+    fn problems(text: &str) -> Vec<ConfigProblem> {
+        let (config, mut problems) = store::parse_toml::<Config>(text).unwrap();
+        problems.extend(config.expect("every bad key could be removed").problems());
+        problems
+    }
+
     #[test]
     fn minimal_config_is_valid_with_defaults() {
         let c = parse("[[sites]]\nid = \"portal\"\nallowed_hosts = [\"lk.example.ru\"]\n");
         assert!(c.problems().is_empty(), "{:?}", c.problems());
-        assert_eq!(c.sink.flush_interval_ms, 1_000);
+        assert_eq!(c.sink.flush_interval_ms, Millis::new(1_000));
         assert_eq!(c.sites[0].do_not_track, DoNotTrack::Anonymous);
         assert!(!c.sites[0].cookie_mode);
     }
 
     #[test]
     fn reports_every_problem_with_its_key() {
-        let c = parse(
-            "[sink]\nflush_interval_ms = 0\n[privacy]\nipv4_prefix_len = 40\n\
-             [clickhouse]\ndatabase_prefix = \"Bad-Prefix\"\n\
+        let problems = problems(
+            "[sink]\nflush_interval_ms = 0\nqueue_capacity = 0\n[server]\nmax_connections = 0\n\
+             [privacy]\nipv4_prefix_len = 40\n\
+             [clickhouse]\ndatabase_prefix = \"Bad-Prefix\"\nrequest_timeout_ms = 0\n\
              [[sites]]\nid = \"a b\"\nallowed_hosts = []\ncookie_mode = true\ncookie_days = 400\n",
         );
-        let keys: Vec<_> = c.problems().into_iter().map(|p| p.key).collect();
+        let keys: Vec<_> = problems.into_iter().map(|p| p.key).collect();
         for key in [
             "sink.flush_interval_ms",
+            "sink.queue_capacity",
+            "server.max_connections",
+            "clickhouse.request_timeout_ms",
             "privacy.ipv4_prefix_len",
             "clickhouse.database_prefix",
             "sites[0].id",
@@ -576,5 +562,13 @@ mod tests {
             "[[sites]]\nid = \"a\"\nallowed_hosts = [\"a.ru\"]\n[[sites]]\nid = \"a\"\nallowed_hosts = [\"b.ru\"]\n",
         );
         assert_eq!(c.problems()[0].key, "sites[1].id");
+    }
+
+    #[test]
+    fn the_reference_lists_every_key_and_no_other() {
+        let site = "[[sites]]\nid = \"a\"\nallowed_hosts = [\"a.ru\"]\n";
+        let keys = store::reference::keys(&serde_json::to_value(parse(site)).unwrap());
+        let reference = include_str!("../../docs/configuration.md");
+        assert_eq!(store::reference::documented(reference, "Collector"), keys, "docs/configuration.md, Collector");
     }
 }

@@ -7,7 +7,7 @@
 //! blocklist of the moment (`control`, reloaded from ClickHouse), encodes the rows once and
 //! submits them to the `sink`, which batches and inserts them, with a disk spool behind it for
 //! outages, crashes and the `fsync` mode. `refusal` is the one table of refusals. `app`
-//! assembles it all from a validated `config`. See ARCHITECTURE.md and RELIABILITY.md.
+//! assembles it all from a validated `config`. See ARCHITECTURE.md and docs/reliability.md.
 //!
 //! Module dependencies point one way: `app` → `http` → `ingest` → `control`, `sink` →
 //! `metrics`, `config`.

@@ -1,5 +1,5 @@
 //! Hostile input against the real collector: a corpus of malformed, oversized and slow
-//! requests, each answered with its documented status (beacon-api.md) and JSON reason, every
+//! requests, each answered with its documented status (docs/http-api.md) and JSON reason, every
 //! refused beacon counted, and the collector healthy afterwards: no panic, /healthz and
 //! /readyz 200, and a good beacon still stored.
 //!
@@ -33,7 +33,7 @@ const REQUEST_TIMEOUT_MS: u64 = 1_000;
 /// `server.header_read_timeout_ms` of this test's collector (10 s by default): short, so that
 /// slow-loris connections are cut within the test's time.
 const HEADER_READ_TIMEOUT_MS: u64 = 3_000;
-/// The collector's body cap (beacon-api.md).
+/// The collector's body cap (docs/http-api.md).
 const MAX_BODY: usize = 16 * 1024;
 const GOOD: &str = r#"{"site":"shop","url":"https://shop.example.ru/good"}"#;
 

@@ -1,4 +1,4 @@
-//! The public HTTP contract (beacon-api.md) against the real collector: bad input gets the
+//! The public HTTP contract (docs/http-api.md) against the real collector: bad input gets the
 //! documented status and a JSON reason and is counted; the GIF, gzip, snippet and CORS paths;
 //! readiness; graceful shutdown.
 

@@ -1,5 +1,5 @@
 //! Limits that protect the service from one client: the per-network-prefix rate limit and
-//! the connection limit, against the real collector (RELIABILITY.md, "Limits").
+//! the connection limit, against the real collector (docs/reliability.md, "Limits against hostile or broken clients").
 
 use std::{io::Write, net::TcpStream, time::Duration};
 

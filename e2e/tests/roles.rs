@@ -1,4 +1,4 @@
-//! Least privilege (privacy-model.md sections 5 and 8) on the real server: each role is
+//! Least privilege (docs/privacy-model.md sections 5 and 8) on the real server: each role is
 //! refused what it must not read or write, and analysts see only groups of at least k
 //! distinct visitors, without blocked people.
 
@@ -68,7 +68,7 @@ fn each_role_is_refused_what_it_must_not_do() {
     assert!(sql_as("default", "", "SELECT 1").unwrap_err().contains("Unknown user default"));
 
     // Known gap, asserted as it is today: ClickHouse 18.16 lets a client lift allow_ddl=0 with
-    // a query parameter, so the ingest user can run DDL in its own database (README, Roles).
+    // a query parameter, so the ingest user can run DDL in its own database (docs/operations.md, "Roles and access").
     // Current ClickHouse closes it with GRANTs (`aggregator roles --format sql`).
     let lifted = e2e::http()
         .post(&format!("{}/?allow_ddl=1", e2e::clickhouse_url()))
@@ -80,7 +80,7 @@ fn each_role_is_refused_what_it_must_not_do() {
 
     // Known gap, asserted as it is today: the dashboards' users run at readonly=2, so that
     // Grafana's plugin may send max_execution_time with each query; on 18.16 that level also
-    // allows table functions (docs/dashboards.md, "Access").
+    // allows table functions (docs/dashboards.md, "Data sources and access").
     for role in [Role::Analyst, Role::Sre] {
         assert_eq!(allowed(&install, role, "SELECT count() FROM numbers(3)"), "3\n");
     }

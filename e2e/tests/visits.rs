@@ -1,4 +1,4 @@
-//! Visits as the rollups cut them (docs/dashboards.md, "Visits"), on crafted beacon sequences
+//! Visits as the rollups cut them (docs/dashboards.md, "What the numbers mean"), on crafted beacon sequences
 //! written into the audience store of the real server: each case is a site of its own with
 //! two visitors who do the same thing, so that its groups reach k = 2.
 

@@ -1,12 +1,62 @@
 use std::{
+    num::NonZeroU64,
     path::{Path, PathBuf},
     time::Duration,
 };
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+/// A positive number of milliseconds: the value of a `*_ms` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "u64", into = "u64")]
+pub struct Millis(NonZeroU64);
+
+/// A positive number of seconds: the value of a `*_s` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "u64", into = "u64")]
+pub struct Seconds(NonZeroU64);
+
+macro_rules! duration_unit {
+    ($unit:ident, $from:path) => {
+        impl $unit {
+            /// `n`, which must not be 0 (checked at compile time in a `const`).
+            pub const fn new(n: u64) -> Self {
+                match NonZeroU64::new(n) {
+                    Some(n) => Self(n),
+                    None => panic!("a duration must be above 0"),
+                }
+            }
+
+            pub fn get(self) -> u64 {
+                self.0.get()
+            }
+
+            pub fn duration(self) -> Duration {
+                $from(self.0.get())
+            }
+        }
+
+        impl TryFrom<u64> for $unit {
+            type Error = &'static str;
+
+            fn try_from(n: u64) -> Result<Self, Self::Error> {
+                NonZeroU64::new(n).map(Self).ok_or("must be above 0")
+            }
+        }
+
+        impl From<$unit> for u64 {
+            fn from(d: $unit) -> u64 {
+                d.get()
+            }
+        }
+    };
+}
+
+duration_unit!(Millis, Duration::from_millis);
+duration_unit!(Seconds, Duration::from_secs);
 
 /// Where ClickHouse is and how to reach it; the `[clickhouse]` table of both binaries' configs.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClickHouseConfig {
     /// Base URL of the ClickHouse HTTP interface.
@@ -24,7 +74,7 @@ pub struct ClickHouseConfig {
     pub database_prefix: String,
     /// Time limit for one request to ClickHouse, in milliseconds.
     #[serde(default = "defaults::request_timeout_ms")]
-    pub request_timeout_ms: u64,
+    pub request_timeout_ms: Millis,
 }
 
 mod defaults {
@@ -37,8 +87,8 @@ mod defaults {
     pub fn database_prefix() -> String {
         "webstats".to_owned()
     }
-    pub fn request_timeout_ms() -> u64 {
-        30_000
+    pub fn request_timeout_ms() -> super::Millis {
+        super::Millis::new(30_000)
     }
 }
 
@@ -86,15 +136,81 @@ pub enum LoadError {
     Invalid { path: PathBuf, problems: Vec<ConfigProblem> },
 }
 
-/// Reads and parses a TOML file into `T`; validation is the caller's next step.
-pub fn load_toml<T: serde::de::DeserializeOwned>(path: &Path, program: &'static str) -> Result<T, LoadError> {
+/// Reads a TOML file into `T` and `check`s it: every problem at once, those of values that do
+/// not fit their types (see [`parse_toml`]) and those `check` finds in the rest.
+pub fn load_toml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    program: &'static str,
+    check: impl FnOnce(&mut T) -> Vec<ConfigProblem>,
+) -> Result<T, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
-    toml::from_str(&text).map_err(|e| LoadError::Parse { path: path.to_owned(), program, message: e.to_string() })
+    let invalid = |problems| LoadError::Invalid { path: path.to_owned(), problems };
+    match parse_toml::<T>(&text) {
+        Err(message) => Err(LoadError::Parse { path: path.to_owned(), program, message }),
+        Ok((None, problems)) => Err(invalid(problems)),
+        Ok((Some(mut value), mut problems)) => {
+            problems.extend(check(&mut value));
+            if problems.is_empty() { Ok(value) } else { Err(invalid(problems)) }
+        }
+    }
 }
 
-/// `Ok(())` when there are no problems, else [`LoadError::Invalid`].
-pub fn check(path: &Path, problems: Vec<ConfigProblem>) -> Result<(), LoadError> {
-    if problems.is_empty() { Ok(()) } else { Err(LoadError::Invalid { path: path.to_owned(), problems }) }
+/// Parses TOML into `T`, whose field types carry their constraints (non-zero numbers,
+/// durations), and reports every value that does not fit at once: each round finds the first
+/// bad key (its path, through `serde_path_to_error`), records it, removes it so that its
+/// default applies, and parses again. The value comes back when every bad key could be
+/// removed; a missing required key ends the rounds. `Err` is a TOML syntax error.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<(Option<T>, Vec<ConfigProblem>), String> {
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+    let mut table = toml::Value::Table(table);
+    let mut problems = Vec::new();
+    loop {
+        match serde_path_to_error::deserialize::<_, T>(table.clone()) {
+            Ok(value) => return Ok((Some(value), problems)),
+            Err(error) => {
+                // toml adds "in `key`" on later lines: the path says it better.
+                let message = error.inner().to_string().lines().next().unwrap_or_default().to_owned();
+                let path = error.path().to_string();
+                let segments: Vec<_> = error.path().iter().collect();
+                let removed = remove(&mut table, &segments);
+                let missing =
+                    message.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`')).map(str::to_owned);
+                let stop = missing.is_some() || !removed;
+                match missing {
+                    Some(field) => problems.push(ConfigProblem::new(format!("{path}.{field}"), "is required")),
+                    None => problems.push(ConfigProblem::new(path, message)),
+                }
+                if stop {
+                    return Ok((None, problems));
+                }
+            }
+        }
+    }
+}
+
+/// Removes the value at the end of `path` from `value`; whether there was one.
+fn remove(value: &mut toml::Value, path: &[&serde_path_to_error::Segment]) -> bool {
+    use serde_path_to_error::Segment;
+    use toml::Value;
+    match path {
+        [] => false,
+        [last] => match (last, value) {
+            (Segment::Map { key }, Value::Table(table)) => table.remove(key.as_str()).is_some(),
+            (Segment::Seq { index }, Value::Array(array)) if *index < array.len() => {
+                array.remove(*index);
+                true
+            }
+            _ => false,
+        },
+        [first, rest @ ..] => {
+            let child = match (first, value) {
+                (Segment::Map { key }, Value::Table(table)) => table.get_mut(key.as_str()),
+                (Segment::Seq { index }, Value::Array(array)) => array.get_mut(*index),
+                _ => None,
+            };
+            child.is_some_and(|child| remove(child, rest))
+        }
+    }
 }
 
 /// The secret behind cookie pseudonyms, from `file` or else the variable `env`, white space
@@ -138,9 +254,6 @@ impl ClickHouseConfig {
             problems
                 .push(ConfigProblem::new("clickhouse.password_env", format!("environment variable {var} is not set")));
         }
-        if self.request_timeout_ms == 0 {
-            problems.push(ConfigProblem::new("clickhouse.request_timeout_ms", "must be above 0"));
-        }
     }
 
     /// The database names for this configuration. Call after [`Self::validate`].
@@ -169,7 +282,7 @@ impl ClickHouseConfig {
     }
 
     pub fn request_timeout(&self) -> Duration {
-        Duration::from_millis(self.request_timeout_ms)
+        self.request_timeout_ms.duration()
     }
 }
 

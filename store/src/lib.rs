@@ -11,13 +11,14 @@ mod config;
 mod databases;
 mod migrations;
 pub mod pseudonym;
+pub mod reference;
 pub mod roles;
 mod rollups;
 pub mod rowbinary;
 mod rows;
 
 pub use crate::{
-    config::{ClickHouseConfig, ConfigProblem, LoadError, check as check_config, load_toml, read_cookie_key},
+    config::{ClickHouseConfig, ConfigProblem, LoadError, Millis, Seconds, load_toml, parse_toml, read_cookie_key},
     databases::{Databases, InvalidPrefix},
     migrations::{BOOTSTRAP, MIGRATIONS, Migration, split_statements},
     rollups::{CURRENT_VISITORS_TABLE, CURRENT_WINDOW_S, Grain, Measures, ROLLUPS, Rollup, VISIT_GAP_S},

@@ -1,4 +1,4 @@
-//! Keyed BLAKE3 pseudonyms (privacy-model.md section 2). Pure functions: the collector
+//! Keyed BLAKE3 pseudonyms (docs/privacy-model.md section 2). Pure functions: the collector
 //! computes them on ingest, the aggregator recomputes them for data-subject requests.
 //!
 //! Each kind of pseudonym has its own key, derived with its own `blake3::derive_key` context,

@@ -1,4 +1,4 @@
-//! The least-privilege ClickHouse users of an installation (privacy-model.md section 8), in one
+//! The least-privilege ClickHouse users of an installation (docs/privacy-model.md section 8), in one
 //! place, rendered for ClickHouse 18.16 (a `users.d` file: database allow-lists and profiles)
 //! and for current ClickHouse (SQL `CREATE USER` / `GRANT`). The admin user is global and lives
 //! in the server's own users file (config/clickhouse/users.xml).

@@ -82,9 +82,9 @@ fn build_service(
         .filter(body_cap as fn(Request<Incoming>) -> Result<Request<Incoming>, BoxError>)
         // 2. Load shedding over 3. a concurrency limit: past the limit, answer 503 at once.
         .load_shed()
-        .concurrency_limit(config.max_concurrent_requests)
+        .concurrency_limit(config.max_concurrent_requests.get())
         // 4. Timeout for the whole handling of one request.
-        .timeout(Duration::from_millis(config.request_timeout_ms))
+        .timeout(config.request_timeout_ms.duration())
         // 5. The handler, with a panic confined to its own request.
         .service_fn({
             let state = state.clone();
@@ -163,10 +163,10 @@ pub async fn serve(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_millis(config.header_read_timeout_ms))
+        .header_read_timeout(config.header_read_timeout_ms.duration())
         .max_buf_size(MAX_HEAD_BYTES)
         .max_headers(MAX_HEADERS);
-    let connections = Arc::new(Semaphore::new(config.max_connections));
+    let connections = Arc::new(Semaphore::new(config.max_connections.get()));
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {

@@ -161,13 +161,13 @@ impl Delivery {
 
     fn backoff(&self) -> Backoff {
         Backoff {
-            next: Duration::from_millis(self.config.retry_initial_backoff_ms),
-            max: Duration::from_millis(self.config.retry_max_backoff_ms),
+            next: self.config.retry_initial_backoff_ms.duration(),
+            max: self.config.retry_max_backoff_ms.duration(),
         }
     }
 
     pub(super) async fn wait_idle(&self) {
-        let all = u32::try_from(self.config.max_inflight_batches).unwrap_or(u32::MAX);
+        let all = u32::try_from(self.config.max_inflight_batches.get()).unwrap_or(u32::MAX);
         let _ = self.semaphore.acquire_many(all).await;
     }
 }

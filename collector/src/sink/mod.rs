@@ -1,5 +1,5 @@
 //! The sink, as a chain. Handlers `submit` encoded beacons; what happens next depends on the
-//! durability mode (RELIABILITY.md):
+//! durability mode (docs/reliability.md):
 //!
 //! - `buffered`: a bounded queue → one batcher appends rows to a buffer per table → a full or
 //!   due buffer becomes a [`Batch`] → one insert attempt → on a transient error the batch is
@@ -160,29 +160,25 @@ impl Sink {
         let delivery = Arc::new(Delivery {
             inserter: Inserter::new(client, databases, insert_timeout, metrics.clone()),
             spool: spool.clone(),
-            semaphore: Arc::new(Semaphore::new(config.max_inflight_batches)),
+            semaphore: Arc::new(Semaphore::new(config.max_inflight_batches.get())),
             config: config.clone(),
             metrics: metrics.clone(),
         });
         let stop = Arc::new(Notify::new());
-        metrics.sink_queue_capacity_beacons.set(i64::try_from(config.queue_capacity).unwrap_or(i64::MAX));
+        metrics.sink_queue_capacity_beacons.set(i64::try_from(config.queue_capacity.get()).unwrap_or(i64::MAX));
         metrics.register_tables(Table::ALL.map(Table::label));
         let (intake, task) = match config.durability {
             Durability::Buffered => {
-                let (tx, rx) = mpsc::channel(config.queue_capacity);
+                let (tx, rx) = mpsc::channel(config.queue_capacity.get());
                 let batcher = Batcher { buffers: Table::ALL.map(Buffer::new), delivery: delivery.clone() };
                 (Intake::Buffered(tx), tokio::spawn(batcher.run(rx, stop.clone())))
             }
             Durability::Fsync => {
-                let (tx, rx) = std_mpsc::sync_channel(config.queue_capacity);
+                let (tx, rx) = std_mpsc::sync_channel(config.queue_capacity.get());
                 let closed = Arc::new(AtomicBool::new(false));
-                let wal = Wal::new(
-                    spool.clone(),
-                    spool_config.segment_bytes,
-                    Duration::from_millis(config.flush_interval_ms),
-                );
+                let wal = Wal::new(spool.clone(), spool_config.segment_bytes, config.flush_interval_ms.duration());
                 let committer = Committer { rx, wal, closed: closed.clone(), metrics: metrics.clone() };
-                let tick = Duration::from_millis(config.flush_interval_ms / 4)
+                let tick = (config.flush_interval_ms.duration() / 4)
                     .clamp(Duration::from_millis(5), Duration::from_millis(100));
                 let thread = tokio::task::spawn_blocking(move || committer.run(tick));
                 let stop_signal = stop.clone();
@@ -245,7 +241,7 @@ impl Buffer {
 
 impl Batcher {
     async fn run(mut self, mut rx: mpsc::Receiver<EncodedBeacon>, stop: Arc<Notify>) {
-        let interval = Duration::from_millis(self.delivery.config.flush_interval_ms);
+        let interval = self.delivery.config.flush_interval_ms.duration();
         let mut tick = tokio::time::interval((interval / 4).max(Duration::from_millis(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stopping = false;
@@ -278,7 +274,8 @@ impl Batcher {
             let buffer = &mut self.buffers[table.index()];
             buffer.batch.push(row);
             buffer.since.get_or_insert_with(Instant::now);
-            if buffer.batch.rows as usize >= config.max_batch_rows || buffer.batch.bytes.len() >= config.max_batch_bytes
+            if buffer.batch.rows as usize >= config.max_batch_rows.get()
+                || buffer.batch.bytes.len() >= config.max_batch_bytes
             {
                 self.delivery.dispatch(buffer.take()).await;
             }
