@@ -1,7 +1,11 @@
 //! Limits that protect the service from one client: the per-network-prefix rate limit and
 //! the connection limit, against the real collector (docs/reliability.md, "Limits against hostile or broken clients").
 
-use std::{io::Write, net::TcpStream, time::Duration};
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    time::{Duration, Instant},
+};
 
 use e2e::{Collector, Install, RawEnd};
 
@@ -41,9 +45,24 @@ fn a_flooding_network_gets_429_and_its_neighbours_do_not() {
 fn connections_over_the_limit_get_503_and_are_closed() {
     let install = Install::new("connlimit");
     let c = install.collector_with_server("max_connections = 2\n", SITE, &[]);
-    // Two idle connections take both slots (their headers never come within this test).
-    let idle: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(c.addr).unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(200));
+    // Two idle connections take both slots (their headers never come within this test). A
+    // slot may still be held by the harness's last /healthz connection until the collector
+    // sees it close, and a connection refused meanwhile is answered 503 at once: so a
+    // connection counts as held only when nothing comes back on it.
+    let mut idle: Vec<TcpStream> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while idle.len() < 2 {
+        assert!(Instant::now() < deadline, "no two connections could be held");
+        let mut stream = TcpStream::connect(c.addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        let held = matches!(
+            stream.read(&mut [0u8; 1]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+        );
+        if held {
+            idle.push(stream);
+        }
+    }
 
     let refused = c.raw(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(refused.status(), Some(503), "{refused}");
