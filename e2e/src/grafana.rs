@@ -65,8 +65,6 @@ pub struct Query {
     pub max_data_points: u64,
     /// The panel's `interval` (minimum interval), in milliseconds.
     pub min_interval_ms: u64,
-    /// The target as written.
-    pub target: Value,
 }
 
 impl Dashboard {
@@ -134,7 +132,6 @@ impl Dashboard {
                     text: text.and_then(Value::as_str).unwrap_or_default().to_owned(),
                     max_data_points: panel["maxDataPoints"].as_u64().unwrap_or(500),
                     min_interval_ms: panel["interval"].as_str().map_or(1, duration_ms),
-                    target: target.clone(),
                 });
             }
         }
@@ -151,7 +148,6 @@ impl Dashboard {
                 // Variable queries carry no interval: the backend sees 1000 ms.
                 max_data_points: 0,
                 min_interval_ms: 1000,
-                target: variable.clone(),
             });
         }
         queries
@@ -553,7 +549,6 @@ mod tests {
             text: text.into(),
             max_data_points: 500,
             min_interval_ms: 1,
-            target: Value::Null,
         }
     }
 

@@ -10,6 +10,8 @@ pub fn keys(value: &Value) -> Vec<String> {
     let mut keys = Vec::new();
     walk(value, "", &mut keys);
     keys.sort();
+    // Every entry of an array of tables lists the same keys.
+    keys.dedup();
     keys
 }
 
@@ -31,7 +33,6 @@ fn walk(value: &Value, prefix: &str, keys: &mut Vec<String>) {
         }
         _ => keys.push(prefix.to_owned()),
     }
-    keys.dedup();
 }
 
 /// The keys the reference lists under `heading` (a `## ` heading), up to the next `## `
@@ -63,7 +64,11 @@ mod tests {
 
     #[test]
     fn walks_tables_and_arrays_of_tables() {
-        let value = serde_json::json!({"a": {"b": 1, "c": [1, 2]}, "s": [{"id": "x", "d": {"e": true}}], "f": null});
+        let value = serde_json::json!({
+            "a": {"b": 1, "c": [1, 2]},
+            "s": [{"id": "x", "d": {"e": true}}, {"id": "y", "d": {"e": false}}],
+            "f": null
+        });
         assert_eq!(keys(&value), ["a.b", "a.c", "f", "s[].d.e", "s[].id"]);
         let md = "## Collector\n| Key | Default |\n| --- | --- |\n| `a.b` | 1 |\n| `s[].id` | |\n## Other\n| `z` | |\n";
         assert_eq!(documented(md, "Collector"), ["a.b", "s[].id"]);
