@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use clickhouse::{Client, Row};
 use serde::Deserialize;
 use store::{
-    AuditRow, BlocklistRow, Databases, SubjectKind,
+    AuditRow, BlocklistRow, Databases, ErasureRow, SubjectKind,
     pseudonym::{CookieKey, SaltKeys},
 };
 
@@ -186,6 +186,11 @@ pub async fn export(
 /// Deletes every row under the subjects in every store, waiting until ClickHouse has applied
 /// each deletion, and audits each deletion as soon as it is applied (so an erase that fails
 /// half-way leaves no unaudited deletion). Returns the number of rows deleted.
+///
+/// First it records the erasure in `<prefix>_meta.erasures`: collectors read it before each
+/// replay of their spool and drop the subjects' rows received until now, so rows that wait in
+/// a spool or a dead letter are not inserted after the deletion (docs/privacy-model.md
+/// section 6). It is written before anything is deleted, so that no replay can slip in between.
 pub async fn erase(
     client: &Client,
     databases: &Databases,
@@ -193,6 +198,13 @@ pub async fn erase(
     subjects: &[Subject],
     now: u32,
 ) -> Result<u64, SubjectError> {
+    let mut marks =
+        client.insert_unescaped::<ErasureRow>(&databases.erasures()).await.map_err(ch("recording the erasure"))?;
+    for s in subjects {
+        let row = ErasureRow { site: site.to_owned(), subject_kind: s.kind, subject_id: s.id, ts: now };
+        marks.write(&row).await.map_err(ch("recording the erasure"))?;
+    }
+    marks.end().await.map_err(ch("recording the erasure"))?;
     let mut total = 0;
     for &subject in subjects {
         let mut rows_of_subject = 0;

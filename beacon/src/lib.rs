@@ -3,7 +3,7 @@
 //!
 //! - [`parse`]: a JSON body or the GIF's query string into a validated [`Beacon`].
 //! - [`urls`]: URL hygiene (hosts, normalised paths, route templates, the kept query).
-//! - [`scrub`]: e-mail addresses and phone numbers out of free text.
+//! - [`scrub`]: personal data out of free text, replaced by typed placeholders.
 //! - [`enrich`]: User-Agents (woothee and the bot patterns) and GeoIP/ASN lookups.
 //! - [`pipeline`]: [`Pipeline::process`], which applies all of them to a beacon and the facts
 //!   of its request, pseudonymises with keyed BLAKE3 (`store::pseudonym`), drops blocked
@@ -26,7 +26,7 @@ pub use crate::{
     blocklist::Blocklist,
     encode::EncodedBeacon,
     enrich::{AgentParser, DEFAULT_BOT_PATTERNS, GeoDb, ORDINARY_BROWSERS},
-    parse::{Beacon, BeaconError, from_json, from_query},
+    parse::{Beacon, BeaconError, FreeText, from_json, from_query},
     pipeline::{Controls, DoNotTrack, Outcome, Pipeline, Pseudonymised, RequestFacts, Site},
     urls::Routes,
 };

@@ -1,21 +1,40 @@
 //! Parsing a beacon (docs/http-api.md) from a JSON body or the GIF's query string. Pure: bad
 //! input becomes a [`BeaconError`] naming the field, never a panic. Long free text is cut
-//! rather than refused, since browsers produce it (error stacks, titles).
+//! rather than refused, since browsers produce it (error stacks, titles), but by the pipeline,
+//! after scrubbing ([`FreeText`]): here it stays whole, bounded by the body limit, so that a
+//! cut never leaves part of a card or an address where no detector can recognise it.
 
 use serde_json::{Map, Value};
 use store::EventType;
 use url::Url;
 
 const MAX_URL_CHARS: usize = 4_096;
-const MAX_NAME_CHARS: usize = 200;
 const MAX_PROPS: usize = 30;
-const MAX_PROP_KEY_CHARS: usize = 100;
-const MAX_PROP_VALUE_CHARS: usize = 500;
 const MAX_LANG_CHARS: usize = 35;
 const MAX_SID_CHARS: usize = 200;
-const MAX_ERROR_MESSAGE_CHARS: usize = 1_000;
-const MAX_ERROR_SOURCE_CHARS: usize = 1_000;
-const MAX_ERROR_STACK_CHARS: usize = 4_000;
+
+/// The free-text fields and the characters of each that are stored (docs/http-api.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreeText {
+    Name,
+    PropKey,
+    PropValue,
+    ErrorMessage,
+    ErrorSource,
+    ErrorStack,
+}
+
+impl FreeText {
+    pub const fn max_chars(self) -> usize {
+        match self {
+            FreeText::Name => 200,
+            FreeText::PropKey => 100,
+            FreeText::PropValue => 500,
+            FreeText::ErrorMessage | FreeText::ErrorSource => 1_000,
+            FreeText::ErrorStack => 4_000,
+        }
+    }
+}
 
 /// A validated beacon. URLs are parsed but not yet reduced; URL hygiene does that later.
 #[derive(Debug, Clone, PartialEq)]
@@ -137,7 +156,7 @@ fn from_map(map: &Map<String, Value>) -> Result<Beacon, BeaconError> {
     if kind == EventType::Event && name.is_none_or(str::is_empty) {
         return Err(err("name", "an event needs a name"));
     }
-    let name = name.map(|n| cut_text(n, MAX_NAME_CHARS));
+    let name = name.map(str::to_owned);
     let screen_width = match map.get("sw") {
         None | Some(Value::Null) => None,
         Some(v) => Some(
@@ -215,14 +234,14 @@ fn props(map: &Map<String, Value>) -> Result<Vec<(String, String)>, BeaconError>
         .iter()
         .map(|(k, v)| {
             let value = match v {
-                Value::String(s) => cut_text(s, MAX_PROP_VALUE_CHARS),
+                Value::String(s) => s.clone(),
                 Value::Number(n) => n.to_string(),
                 Value::Bool(b) => b.to_string(),
                 _ => {
                     return Err(err("props", format!("property {:?} must be a string, number or boolean", cut(k, 40))));
                 }
             };
-            Ok((cut_text(k, MAX_PROP_KEY_CHARS), value))
+            Ok((k.clone(), value))
         })
         .collect()
 }
@@ -258,8 +277,8 @@ fn timing(t: &Map<String, Value>) -> Result<Timing, BeaconError> {
 }
 
 fn error_report(e: &Map<String, Value>) -> Result<ErrorReport, BeaconError> {
-    let text = |key: &str, max: usize| match e.get(key) {
-        Some(Value::String(s)) => cut_text(s, max),
+    let text = |key: &str| match e.get(key) {
+        Some(Value::String(s)) => s.clone(),
         _ => String::new(),
     };
     let number = |key: &str| e.get(key).and_then(Value::as_u64).map_or(0, |n| n.min(u64::from(u32::MAX)) as u32);
@@ -267,33 +286,17 @@ fn error_report(e: &Map<String, Value>) -> Result<ErrorReport, BeaconError> {
         return Err(err("err", "err.msg is required"));
     }
     Ok(ErrorReport {
-        message: text("msg", MAX_ERROR_MESSAGE_CHARS),
-        source: text("src", MAX_ERROR_SOURCE_CHARS),
+        message: text("msg"),
+        source: text("src"),
         line: number("line"),
         col: number("col"),
-        stack: text("stack", MAX_ERROR_STACK_CHARS),
+        stack: text("stack"),
     })
 }
 
 /// At most `max` characters, cut on a character boundary.
 fn cut(s: &str, max: usize) -> String {
     crate::text::cut_chars(s, max).to_owned()
-}
-
-/// [`cut`] for free text, which the pipeline scrubs later. A cut through an e-mail address
-/// leaves a piece the scrubber cannot recognise (`ivan@corp.mail.r`), so a word the cut
-/// splits goes whole if it holds an `@` (or `%40`).
-fn cut_text(s: &str, max: usize) -> String {
-    let mut text = cut(s, max);
-    if text.len() < s.len() {
-        let kept =
-            text.trim_end_matches(|c: char| c.is_alphanumeric() || matches!(c, '.' | '_' | '%' | '+' | '-' | '@'));
-        let word = &text[kept.len()..];
-        if word.contains('@') || word.contains("%40") {
-            text.truncate(kept.len());
-        }
-    }
-    text
 }
 
 #[cfg(test)]
@@ -395,8 +398,5 @@ mod tests {
     fn cuts_long_text_on_char_boundary() {
         assert_eq!(cut("привет", 3), "при");
         assert_eq!(cut("ab", 3), "ab");
-        assert_eq!(cut_text("mail ivan@corp.mail.ru", 17), "mail ");
-        assert_eq!(cut_text("mail ivan%40corp.mail.ru", 19), "mail ");
-        assert_eq!(cut_text("mail ivan.petrov", 10), "mail ivan.");
     }
 }

@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 use crate::{
     blocklist::Blocklist,
     enrich::{AgentParser, GeoDb},
-    parse::Beacon,
+    parse::{Beacon, FreeText},
     scrub,
+    text::cut_scrubbed,
     urls::{self, Page, Referrer, Routes, SiteRules},
 };
 
@@ -60,6 +61,10 @@ pub struct Site {
     /// Query parameters kept besides the utm_* ones.
     pub query_allowlist: Vec<String>,
     pub routes: Routes,
+    /// Event property keys kept; empty keeps every key. Values are scrubbed either way.
+    pub prop_allowlist: Vec<String>,
+    /// Store an error message's template only (`scrub::template`).
+    pub error_templates: bool,
 }
 
 /// What to do with beacons carrying `DNT: 1` or `Sec-GPC: 1`.
@@ -125,7 +130,7 @@ impl Pipeline {
         };
         let mut page = urls::page(&beacon.url, &rules);
         let mut referrer = beacon.referrer.as_ref().map(|r| urls::referrer(r, &rules, &page.host)).unwrap_or_default();
-        scrub_free_text(&mut beacon);
+        scrub_free_text(&mut beacon, site);
         remove_client_ip(canonical(facts.ip), &mut page, &mut referrer, &mut beacon);
         let kind = beacon.kind.0;
 
@@ -225,24 +230,38 @@ impl Pipeline {
     }
 }
 
-/// Removes e-mail addresses and phone numbers from every free-text field (docs/privacy-model.md
-/// section 4). URLs inside an error report are reduced like page URLs; `lang` is checked
-/// instead, since a valid tag holds neither. Allocates only for text that changes.
-fn scrub_free_text(beacon: &mut Beacon) {
+/// Replaces personal data in every free-text field by placeholders (docs/privacy-model.md
+/// section 4), then cuts each to its length: the scrubbers see the whole text. URLs inside an
+/// error report are reduced like page URLs; `lang` is checked instead, since a valid tag holds
+/// nothing personal. Props whose key the site does not list go first.
+fn scrub_free_text(beacon: &mut Beacon, site: &Site) {
+    let clean = |s: &mut String, field: FreeText| {
+        scrub::in_place(s);
+        if s.len() > field.max_chars() {
+            *s = cut_scrubbed(std::mem::take(s), field.max_chars());
+        }
+    };
     if let Some(name) = &mut beacon.name {
-        scrub::in_place(name);
+        clean(name, FreeText::Name);
+    }
+    if !site.prop_allowlist.is_empty() {
+        beacon.props.retain(|(key, _)| site.prop_allowlist.contains(key));
     }
     for (key, value) in &mut beacon.props {
-        scrub::in_place(key);
-        scrub::in_place(value);
+        clean(key, FreeText::PropKey);
+        clean(value, FreeText::PropValue);
     }
     if beacon.lang.as_deref().is_some_and(|l| !scrub::is_language_tag(l)) {
         beacon.lang = None;
     }
     if let Some(error) = &mut beacon.error {
-        error.message = urls::scrub_with_urls(&error.message);
-        error.source = urls::scrub_with_urls(&error.source);
-        error.stack = urls::scrub_with_urls(&error.stack);
+        let with_urls = |s: &str, field: FreeText| cut_scrubbed(urls::scrub_with_urls(s), field.max_chars());
+        error.message = with_urls(&error.message, FreeText::ErrorMessage);
+        if site.error_templates {
+            error.message = scrub::template(&error.message);
+        }
+        error.source = with_urls(&error.source, FreeText::ErrorSource);
+        error.stack = with_urls(&error.stack, FreeText::ErrorStack);
     }
 }
 
@@ -316,6 +335,7 @@ fn find_ignore_ascii_case(s: &str, needle: &str, from: usize) -> Option<usize> {
 mod tests {
     use super::*;
     use crate::parse;
+    use serde_json::json;
 
     const CHROME: &str =
         "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/121.0.0.0 Safari/537.36";
@@ -339,6 +359,7 @@ mod tests {
             do_not_track,
             query_allowlist: Vec::new(),
             routes: Routes::from(vec!["/invoices/:id".to_owned()]),
+            ..Site::default()
         }
     }
 
@@ -461,13 +482,45 @@ mod tests {
     }
 
     #[test]
+    fn sites_keep_listed_props_and_error_templates_only() {
+        let mut site = site(false, DoNotTrack::Anonymous);
+        site.prop_allowlist = vec!["plan".into(), "n".into()];
+        site.error_templates = true;
+        let body = r#"{"site":"s","type":"event","url":"https://a.ru/","name":"pay",
+            "props":{"plan":"Иванов Иван Иванович","fio":"x","n":1200.5}}"#;
+        let (a, _) = rows(run(body, facts(CHROME, false), &site));
+        let a = a.unwrap();
+        assert_eq!(
+            (a.prop_keys, a.prop_values),
+            (vec!["n".into(), "plan".into()], vec!["1200.5".into(), "[name]".into()])
+        );
+        let body = r#"{"site":"s","type":"error","url":"https://a.ru/","err":{
+            "msg":"TypeError: Cannot read properties of undefined (reading 'total') at 12:7, card 4111 1111 1111 1111"}}"#;
+        let (_, t) = rows(run(body, facts(CHROME, false), &site));
+        assert_eq!(
+            t.unwrap().error_message,
+            "TypeError: Cannot read properties of undefined (reading '<s>') at <n>:<n>, card [card]"
+        );
+    }
+
+    #[test]
+    fn free_text_is_scrubbed_whole_then_cut() {
+        let message = format!("{} 4111 1111 1111 1111", "a".repeat(990));
+        let body = json!({"site": "s", "type": "error", "url": "https://a.ru/", "err": {"msg": message}}).to_string();
+        let (_, t) = rows(run(&body, facts(CHROME, false), &site(false, DoNotTrack::Anonymous)));
+        let stored = t.unwrap().error_message;
+        assert_eq!(stored.chars().count(), 997, "the card becomes [card], which fits whole");
+        assert!(stored.ends_with(" [card]"), "{stored}");
+    }
+
+    #[test]
     fn the_requests_own_address_is_removed_from_stored_text() {
         let body = r#"{"site":"s","type":"error","url":"https://a.ru/ip/host-198.51.100.23?utm_term=198.51.100.23",
             "ref":"http://198.51.100.23/","err":{"msg":"blocked 198.51.100.23, not 198.51.100.24"}}"#;
         let (_, t) = rows(run(body, facts(CHROME, false), &site(false, DoNotTrack::Anonymous)));
         let t = t.unwrap();
         assert_eq!((t.path.as_str(), t.ref_host.as_str()), ("/ip/host-[ip]", "[ip]"));
-        assert_eq!(t.error_message, "blocked [ip], not 198.51.100.24");
+        assert_eq!(t.error_message, "blocked [ip], not [ip]", "any address in free text goes");
         let mut text = "see https://a.ru/?ip=2001%3ADB8%3A%3A1 or 2001:db8::1".to_owned();
         remove_ip(&mut text, "2001:db8::1");
         assert_eq!(text, "see https://a.ru/?ip=[ip] or [ip]");

@@ -42,7 +42,7 @@
 //!    phone numbers (`+7 (912) 345-67-89`, `8-912-345-67-89`), contract numbers (`12-345-678`),
 //!    IP addresses;
 //! 4. it contains a UUID, in either case;
-//! 5. it contains a token: a run of 16 or more hex digits with at least one digit, or a run of
+//! 5. it contains a token: a run of 16 or more hex digits with digits and letters, or a run of
 //!    ASCII letters and digits (`-`, `_`, `+` and `=` continue it) that switches as often
 //!    between lower case, upper case and digits as random strings do: at least every second
 //!    character over 10 or more alphanumerics, or every fourth over 16 or more. That catches
@@ -53,7 +53,9 @@
 //! Kept on purpose: dates (`2026-11-24`, `24.11.2026`: not personal), years and short numbers
 //! (`/news/2026/11`, `/news/page/2`), slugs with a few digits, words in any script, file names
 //! with short build hashes (`main.3f2a1b9c.js`). Document numbers with fewer than 5 digits in a
-//! row (`СЧ-2026-0456`) are not recognised: a route template covers them. A contract number
+//! row (`INV-2026-0456`) are not recognised: a route template covers them. Other segments are
+//! scrubbed as free text (`scrub::text`), so `СЧ-2026-0456` (a number after a keyword)
+//! becomes `СЧ-[id]` and a name `[name]`. A contract number
 //! written with a raw `/` (`/contracts/Д-2024/00123`) is two segments, of which only the
 //! second is an identifier.
 
@@ -62,7 +64,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use url::Url;
 
-use crate::scrub;
+use crate::scrub::{self, TokenScan, contains_uuid};
 
 /// A page address reduced to what may be stored.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -133,14 +135,22 @@ pub fn page(url: &Url, site: &SiteRules<'_>) -> Page {
 pub fn referrer(url: &Url, site: &SiteRules<'_>, page_host: &str) -> Referrer {
     let host = host_of(url);
     let same_site = host == page_host || host_matches(site.allowed_hosts, &host);
+    // Someone's machine or home router, as free text would have it (docs/privacy-model.md
+    // section 4).
+    let host = if matches!(url.host(), Some(url::Host::Ipv4(_) | url::Host::Ipv6(_))) && !same_site {
+        scrub::Kind::Ip.placeholder().to_owned()
+    } else {
+        host
+    };
     Referrer { path: path(url.path(), same_site.then_some(site.routes)), host }
 }
 
 /// Reduces a URL found in free text: `scheme://host/normalised/path` plus a trailing
 /// `:line` or `:line:col` when there is one, as in stack frames. User info, query and
-/// fragment are dropped. Text without `://` is only scrubbed of e-mails and phone numbers.
-pub fn reduce_embedded(text: &str) -> String {
-    let Some((scheme, rest)) = text.split_once("://") else { return scrub::text(text).into_owned() };
+/// fragment are dropped. Its path segments are not scrubbed here: [`scrub_with_urls`] scrubs
+/// the whole text after.
+fn reduce_embedded(text: &str) -> String {
+    let Some((scheme, rest)) = text.split_once("://") else { return text.to_owned() };
     let (rest, position) = split_position(rest);
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let authority = &rest[..authority_end];
@@ -153,7 +163,7 @@ pub fn reduce_embedded(text: &str) -> String {
     out.push_str("://");
     out.push_str(&cut_bytes(host, MAX_HOST_BYTES).to_ascii_lowercase());
     if !raw_path.is_empty() {
-        out.push_str(&normalise_path(raw_path));
+        out.push_str(&normalise(raw_path, false));
     }
     out.push_str(position);
     out
@@ -179,9 +189,10 @@ fn host_of(url: &Url) -> String {
     url.host_str().unwrap_or_default().trim_end_matches('.').to_ascii_lowercase()
 }
 
-/// `scrub::text`, with every `scheme://...` URL in `s` reduced by [`reduce_embedded`] (no
-/// query, no fragment, identifiers in the path become `:id`, `:line:col` kept). For an
-/// error's message, source and stack.
+/// `scrub::text` of `s` with every `scheme://...` URL in it reduced by [`reduce_embedded`]
+/// first (no query, no fragment, identifiers in the path become `:id`, `:line:col` kept). For
+/// an error's message, source and stack. One scrub of the whole, so that nothing is cut apart
+/// (`ivan@mail.ru://`: the scheme took the address's domain).
 pub fn scrub_with_urls(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
@@ -195,7 +206,7 @@ pub fn scrub_with_urls(s: &str) -> String {
         let scheme = &rest[scheme_start..found];
         if !scheme.starts_with(|c: char| c.is_ascii_alphabetic()) {
             // Not a URL: keep the text up to and including `://` and look further.
-            out.push_str(&scrub::text(&rest[..found + 3]));
+            out.push_str(&rest[..found + 3]);
             rest = &rest[found + 3..];
             continue;
         }
@@ -204,13 +215,11 @@ pub fn scrub_with_urls(s: &str) -> String {
         // A sentence may end right after a URL.
         let len = after[..len].trim_end_matches(['.', ',', ';', '!']).len();
         let end = found + 3 + len;
-        out.push_str(&scrub::text(&rest[..scheme_start]));
+        out.push_str(&rest[..scheme_start]);
         out.push_str(&reduce_embedded(&rest[scheme_start..end]));
         rest = &rest[end..];
     }
-    out.push_str(&scrub::text(rest));
-    // The pieces were scrubbed apart, but an address can end where a scheme starts
-    // (`ivan@mail.ru://`, `ivan@mail.ru.https://`: the scheme took its domain): once more whole.
+    out.push_str(rest);
     match scrub::text(&out) {
         Cow::Owned(o) => o,
         Cow::Borrowed(_) => out,
@@ -232,7 +241,7 @@ fn clean_query_value(value: &str) -> String {
     if looks_like_identifier(value) {
         return ID.to_owned();
     }
-    scrub::text(crate::text::cut_chars(value, MAX_QUERY_VALUE_CHARS)).into_owned()
+    crate::text::cut_scrubbed(scrub::text(value).into_owned(), MAX_QUERY_VALUE_CHARS)
 }
 
 /// The stored path: the matching route template if there is one, else the normalised path.
@@ -252,13 +261,21 @@ fn segments(path: &str) -> impl Iterator<Item = Cow<'_, str>> {
         .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy())
 }
 
-/// Decodes each segment and replaces identifier-like ones by `:id` (see the module docs).
+/// Decodes each segment, replaces identifier-like ones by `:id` (see the module docs) and
+/// scrubs the others as free text.
 pub fn normalise_path(path: &str) -> String {
+    normalise(path, true)
+}
+
+/// [`normalise_path`], leaving the scrub to the caller when `scrub_segments` is false.
+fn normalise(path: &str, scrub_segments: bool) -> String {
     let mut out = String::with_capacity(path.len().min(MAX_PATH_BYTES) + 1);
     for segment in segments(path) {
         out.push('/');
         if looks_like_identifier(&segment) {
             out.push_str(ID);
+        } else if scrub_segments {
+            push_segment(&mut out, &scrub::text(&segment));
         } else {
             push_segment(&mut out, &segment);
         }
@@ -329,73 +346,6 @@ fn is_date(s: &str) -> bool {
         _ => return false,
     };
     year.is_some() && month.is_some_and(|m| (1..=12).contains(&m)) && day.is_some_and(|d| (1..=31).contains(&d))
-}
-
-fn contains_uuid(s: &str) -> bool {
-    const GROUPS: [usize; 5] = [8, 4, 4, 4, 12];
-    let bytes = s.as_bytes();
-    if bytes.len() < 36 || !s.contains('-') {
-        return false;
-    }
-    (0..=bytes.len() - 36).any(|start| {
-        let mut i = start;
-        GROUPS.iter().enumerate().all(|(g, &len)| {
-            let ok = bytes.len() >= i + len && bytes[i..i + len].iter().all(u8::is_ascii_hexdigit);
-            i += len;
-            let dash_ok = g == 4 || (bytes.get(i) == Some(&b'-'));
-            i += 1;
-            ok && dash_ok
-        })
-    })
-}
-
-/// Rule 5 of the module docs, fed one byte at a time: the current hex run, and the current
-/// run of letters and digits with its switches between classes.
-#[derive(Default)]
-struct TokenScan {
-    hex_len: usize,
-    hex_digit: bool,
-    alnum: usize,
-    switches: usize,
-    /// The class of the previous byte if it was a letter or digit: 1 lower, 2 upper, 3 digit.
-    prev: u8,
-}
-
-impl TokenScan {
-    /// Takes the next byte; true when the run it ends was a token.
-    fn push(&mut self, b: u8) -> bool {
-        if b.is_ascii_hexdigit() {
-            self.hex_len += 1;
-            self.hex_digit |= b.is_ascii_digit();
-        } else {
-            if self.hex_len >= 16 && self.hex_digit {
-                return true;
-            }
-            (self.hex_len, self.hex_digit) = (0, false);
-        }
-        let class = match b {
-            b'a'..=b'z' => 1,
-            b'A'..=b'Z' => 2,
-            b'0'..=b'9' => 3,
-            // Separators inside base64url and base64 tokens continue the run.
-            b'-' | b'_' | b'+' | b'=' => {
-                self.prev = 0;
-                return false;
-            }
-            _ => {
-                let (n, t) = (self.alnum, self.switches);
-                (self.alnum, self.switches, self.prev) = (0, 0, 0);
-                return (n >= 10 && 2 * t >= n) || (n >= 16 && 4 * t >= n);
-            }
-        };
-        self.alnum += 1;
-        // Upper to lower case is how words start, not a sign of randomness.
-        if self.prev != 0 && self.prev != class && !(self.prev == 2 && class == 1) {
-            self.switches += 1;
-        }
-        self.prev = class;
-        false
-    }
 }
 
 /// A site's route templates (`[[sites]] routes`), compiled once when the config is read.
@@ -571,7 +521,9 @@ mod tests {
         check("https://lk.example.ru/accounts/new/bills", "/accounts/new/bills", "");
         check("https://lk.example.ru/meters/%D0%A1%D0%95301-12345678/readings/2026-11", "/meters/:id/readings/:id", "");
         check("https://lk.example.ru/invoices/%D0%A1%D0%A7-2026-0456", "/invoices/:id", "");
-        check("https://lk.example.ru/Invoices/%D0%A1%D0%A7-2026-0456", "/Invoices/СЧ-2026-0456", "");
+        check("https://lk.example.ru/Invoices/%D0%A1%D0%A7-2026-0456", "/Invoices/СЧ-[id]", "");
+        check("https://lk.example.ru/Invoices/INV-2026-0456", "/Invoices/INV-2026-0456", "");
+        check("https://lk.example.ru/u/%D0%98%D0%B2%D0%B0%D0%BD%D0%BE%D0%B2%20%D0%98.%D0%98.", "/u/[name]", "");
         check("https://lk.example.ru/invoices/1/2", "/invoices/1/2", "");
         // Account numbers (лицевой счёт).
         check(

@@ -6,8 +6,9 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use beacon::{AgentParser, GeoDb, Pipeline};
-use clickhouse::Compression;
+use clickhouse::{Client, Compression};
 use runtime::unix_now;
+use store::Databases;
 use tokio::net::TcpListener;
 
 use crate::{
@@ -16,7 +17,7 @@ use crate::{
     http::{self, RateLimit, Snippet, State},
     ingest::Ingest,
     metrics::Metrics,
-    sink::{Sink, Spool},
+    sink::{ReadReplayFilter, ReplayFilter, Sink, Spool},
 };
 
 /// Distinct User-Agents remembered; real traffic has a few thousand.
@@ -45,7 +46,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         None => client.clone(),
     };
     let refresher = tokio::spawn(control::forever(
-        reader,
+        reader.clone(),
         databases.clone(),
         control.clone(),
         metrics.clone(),
@@ -66,6 +67,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         config.sink.clone(),
         &config.spool,
         spool.clone(),
+        replay_filter(reader, databases.clone(), config.clickhouse.request_timeout()),
         config.clickhouse.request_timeout(),
         metrics.clone(),
     );
@@ -128,6 +130,22 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     }
     tracing::info!("collector stopped cleanly");
     Ok(())
+}
+
+/// What the shippers read before replaying a spool segment: the blocklist and the erasures,
+/// through the same client (the `salts.user`) and queries as `control`, within `timeout`.
+fn replay_filter(client: Client, databases: Databases, timeout: Duration) -> ReadReplayFilter {
+    Arc::new(move || {
+        let (client, databases) = (client.clone(), databases.clone());
+        Box::pin(async move {
+            let read = async {
+                let blocklist = control::load_blocklist(&client, &databases).await?;
+                let erasures = control::load_erasures(&client, &databases).await?;
+                Ok(ReplayFilter::new(blocklist, erasures))
+            };
+            tokio::time::timeout(timeout, read).await.unwrap_or(Err(clickhouse::error::Error::TimedOut))
+        })
+    })
 }
 
 /// Deletes expired dead letters at start-up and then hourly.

@@ -22,7 +22,8 @@ use beacon::{
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// The most `sink.max_batch_bytes` may be: a batch spilled to the spool is one record, which
-/// the spool reads back only up to 1 MiB more (a batch passes its limit by one beacon's rows).
+/// the spool reads back only up to twice 1 MiB more (a batch passes its limit by one beacon's
+/// rows; the record adds 4 bytes of length per row).
 pub const MAX_BATCH_BYTES: usize = 255 * 1024 * 1024;
 
 /// Most `[bots] extra_patterns`, and the longest one in characters.
@@ -290,6 +291,12 @@ pub struct SiteConfig {
     /// They take precedence over the identifier heuristics (see `urls`).
     #[serde(default)]
     pub routes: Routes,
+    /// Event property keys kept; empty keeps every key (docs/privacy-model.md section 4).
+    #[serde(default)]
+    pub prop_allowlist: Vec<String>,
+    /// Store only an error message's template: quoted strings and numbers collapsed.
+    #[serde(default)]
+    pub error_templates: bool,
 }
 
 fn default_cookie_name() -> String {
@@ -314,6 +321,8 @@ impl SiteConfig {
             do_not_track: self.do_not_track,
             query_allowlist: query_allowlist.iter().chain(&self.query_allowlist).cloned().collect(),
             routes: self.routes.clone(),
+            prop_allowlist: self.prop_allowlist.clone(),
+            error_templates: self.error_templates,
         }
     }
 }
@@ -420,6 +429,11 @@ impl Config {
                 p(&key("cookie_days"), &format!("must be between 1 and {MAX_COOKIE_DAYS}"));
             }
             check_param_names(&key("query_allowlist"), &site.query_allowlist, &mut p);
+            for name in &site.prop_allowlist {
+                if name.is_empty() || name.chars().count() > beacon::FreeText::PropKey.max_chars() {
+                    p(&key("prop_allowlist"), &format!("{name:?} is not a property key (1 to 100 characters)"));
+                }
+            }
             if site.routes.listed() > MAX_ROUTES_PER_SITE {
                 p(&key("routes"), &format!("at most {MAX_ROUTES_PER_SITE} templates per site"));
             }

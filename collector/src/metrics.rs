@@ -42,7 +42,8 @@ pub struct Metrics {
     pub spool_bytes: IntGauge,
     /// Spool segments on disk, sealed or open.
     pub spool_segments: IntGauge,
-    /// Rows by table and outcome (written / replayed).
+    /// Rows by table and outcome (written / replayed / blocked / erased: left out of a replay
+    /// because a pseudonym of theirs is blocked, or was erased after they were received).
     pub spool_rows: IntCounterVec,
     /// Runs of spool bytes that failed their checks (torn or corrupt records) and were skipped.
     pub spool_corrupt_records: IntCounter,
@@ -242,7 +243,7 @@ labels!(
 );
 labels!(
     /// `spool_rows_total{outcome}`.
-    SpoolRowOutcome { Written => "written", Replayed => "replayed" }
+    SpoolRowOutcome { Written => "written", Replayed => "replayed", Blocked => "blocked", Erased => "erased" }
 );
 labels!(
     /// `control_refreshes_total{outcome}`.

@@ -231,6 +231,44 @@ impl Install {
         self.server.sql_u64(query)
     }
 
+    /// `<prefix>_ingest.<table>` ("audience" or "troubleshooting").
+    pub fn ingest(&self, table: &str) -> String {
+        format!("{}_ingest.{table}", self.prefix)
+    }
+
+    /// Sets the ingest table `table` aside (with its materialized views): the collector's
+    /// inserts fail with "table doesn't exist" (code 60), a transient error, so its rows wait
+    /// in the spool while ClickHouse stays up. [`Self::restore_ingest`] puts it back.
+    pub fn hide_ingest(&self, table: &str) {
+        self.sql(&format!("RENAME TABLE {0} TO {0}_away", self.ingest(table)));
+    }
+
+    /// Sets the ingest table `table` aside and puts in its place a `Null` table whose first
+    /// column is so wide that no batch has enough bytes for it: every RowBinary insert fails
+    /// with "Cannot read all data" (code 33), a data error, so batches become dead letters. (A
+    /// lone `x UInt8` column would not do: any bytes parse as UInt8 rows.)
+    pub fn refuse_ingest(&self, table: &str) {
+        let ingest = self.ingest(table);
+        let columns: Vec<String> = self
+            .sql_rows(&format!("DESCRIBE TABLE {ingest}"))
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let (name, kind) = (r["name"].as_str().unwrap(), r["type"].as_str().unwrap());
+                if i == 0 { format!("{name} FixedString(1000000)") } else { format!("{name} {kind}") }
+            })
+            .collect();
+        self.hide_ingest(table);
+        self.sql(&format!("CREATE TABLE {ingest} ({}) ENGINE = Null", columns.join(", ")));
+    }
+
+    /// Undoes [`Self::hide_ingest`] or [`Self::refuse_ingest`].
+    pub fn restore_ingest(&self, table: &str) {
+        let ingest = self.ingest(table);
+        self.sql(&format!("DROP TABLE IF EXISTS {ingest}"));
+        self.sql(&format!("RENAME TABLE {ingest}_away TO {ingest}"));
+    }
+
     /// Rows in `table` (such as [`Self::audience`]) now.
     pub fn count(&self, table: &str) -> u64 {
         self.server.sql_u64(&format!("SELECT count() FROM {table}"))

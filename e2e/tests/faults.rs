@@ -675,25 +675,8 @@ fn permanent_error_goes_to_dead_letter() {
     let c = install.collector(SITE);
     wait_ready(&c);
 
-    // The ingest Null table again, with its first column so wide that no batch has enough
-    // bytes for it: every RowBinary insert fails with "Cannot read all data" (code 33), a
-    // data error. (A lone `x UInt8` column would not do: any bytes parse as UInt8 rows.)
-    let ingest = format!("{}_ingest.audience", install.prefix);
-    let columns: Vec<String> = install
-        .sql_rows(&format!("DESCRIBE TABLE {ingest}"))
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let name = r["name"].as_str().unwrap();
-            if i == 0 {
-                format!("{name} FixedString(1000000)")
-            } else {
-                format!("{name} {}", r["type"].as_str().unwrap())
-            }
-        })
-        .collect();
-    install.sql(&format!("DROP TABLE {ingest}"));
-    install.sql(&format!("CREATE TABLE {ingest} ({}) ENGINE = Null", columns.join(", ")));
+    // Every audience batch refused for its data.
+    install.refuse_ingest("audience");
 
     let first = Load::send_all(c.addr, 0..200, 2);
     first.report(test);

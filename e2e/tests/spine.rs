@@ -276,6 +276,7 @@ fn migrate_is_idempotent_and_rows_match_the_tables() {
     assert_eq!(columns(&format!("{}_admin.schema_migrations", install.prefix)), store::MigrationRow::COLUMN_NAMES);
     assert_eq!(columns(&format!("{}_admin.audit", install.prefix)), store::AuditRow::COLUMN_NAMES);
     assert_eq!(columns(&format!("{}_meta.blocklist", install.prefix)), store::BlocklistRow::COLUMN_NAMES);
+    assert_eq!(columns(&format!("{}_meta.erasures", install.prefix)), store::ErasureRow::COLUMN_NAMES);
     for rollup in store::ROLLUPS {
         assert_eq!(
             columns(&format!("{}_rollups.{}", install.prefix, rollup.table)),

@@ -1,6 +1,9 @@
 //! Data-subject requests end to end: block (collectors drop the person's beacons within a
 //! refresh), export (JSON of every stored row), erase (gone from every store), unblock; each
-//! audited under the pseudonym, never the raw value.
+//! audited under the pseudonym, never the raw value. An erase or a block also reaches the rows
+//! waiting in a collector's spool or dead letters: they are left out when replayed.
+
+use std::time::Duration;
 
 use e2e::{Collector, Install, scan, sql, sql_u64, wait_for_count};
 use store::pseudonym::CookieKey;
@@ -8,6 +11,7 @@ use store::pseudonym::CookieKey;
 const KEY: &str = "subject-test-cookie-key-0123456789abcdef";
 const ALICE: &str = "alice-7f3a9c21-cookie";
 const BOB: &str = "bob-0b44e6d2-cookie";
+const CAROL: &str = "carol-5d19e0aa-cookie";
 const UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
 
 fn send(c: &Collector, cookie: &str, path: &str) -> u16 {
@@ -126,4 +130,149 @@ fn a_person_named_by_ip_and_user_agent_is_found_within_the_salts_life() {
         subject(&install, &["erase", "--site", "lk", "--ip", "203.0.113.7", "--ua", UA]).contains("erased 4 row(s)")
     );
     assert_eq!(sql_u64(&format!("SELECT count() FROM {}", install.audience())), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rows waiting in the spool or the dead letters while a request is made.
+
+/// A cookie-mode collector on `install` that retries the spool quickly.
+fn spooling_collector(install: &Install) -> Collector {
+    install.configure_aggregator("[privacy]\ncookie_key_env = \"TEST_COOKIE_KEY\"\n");
+    let c = install.collector_with(
+        "[sink]\nflush_interval_ms = 100\nretry_initial_backoff_ms = 100\nretry_max_backoff_ms = 400\n\
+         [privacy]\ncookie_key_env = \"TEST_COOKIE_KEY\"\n\
+         [[sites]]\nid = \"lk\"\nallowed_hosts = [\"lk.example.ru\"]\ncookie_mode = true\n",
+        &[("TEST_COOKIE_KEY", KEY)],
+    );
+    c.wait_until(|c| c.try_get("/readyz").is_some_and(|r| r.0 == 200), "/readyz");
+    c
+}
+
+fn cookie_id(cookie: &str) -> u64 {
+    CookieKey::from_material(KEY.as_bytes()).unwrap().cookie_id("lk", cookie)
+}
+
+/// Rows of `cookie` in `table`.
+fn rows_of(install: &Install, table: &str, cookie: &str) -> u64 {
+    install.sql_u64(&format!("SELECT count() FROM {table} WHERE cookie_id = {}", cookie_id(cookie)))
+}
+
+/// `webstats_collector_spool_rows_total` of an outcome, all tables or one.
+fn spool_rows(c: &Collector, outcome: &str, table: Option<&str>) -> f64 {
+    let mut labels = vec![("outcome", outcome)];
+    labels.extend(table.map(|t| ("table", t)));
+    c.metric_sum("webstats_collector_spool_rows_total", &labels)
+}
+
+/// Waits until the spool is empty and `rows` spooled rows were replayed or left out.
+fn wait_replayed(c: &Collector, rows: f64) {
+    c.wait_until_for(
+        Duration::from_secs(60),
+        |c| {
+            let done = ["replayed", "erased", "blocked"].iter().map(|o| spool_rows(c, o, None)).sum::<f64>();
+            done >= rows && c.metric_sum("webstats_collector_spool_segments", &[]) == 0.0
+        },
+        &format!("{rows} spooled rows replayed or left out, and an empty spool"),
+    );
+}
+
+/// Alice's and Bob's beacons wait in the spool while the ingest tables are away (inserts fail
+/// with "table doesn't exist", a transient error; ClickHouse stays up). Alice is erased; then
+/// the tables come back and the spool is replayed: all of Bob's rows arrive and none of
+/// Alice's, which are counted as `erased`.
+#[test]
+fn an_erase_reaches_rows_waiting_in_the_spool() {
+    let install = Install::new("subjectspool");
+    let c = spooling_collector(&install);
+    let (audience, trouble) = (install.audience(), install.troubleshooting());
+    for table in ["audience", "troubleshooting"] {
+        install.hide_ingest(table);
+    }
+
+    for path in ["/", "/pay", "/accounts/1234567/bills"] {
+        assert_eq!(send(&c, ALICE, path), 202);
+    }
+    for path in ["/", "/help"] {
+        assert_eq!(send(&c, BOB, path), 202);
+    }
+    // Five beacons, a row in each table: all spooled, none stored.
+    c.wait_until(|c| spool_rows(c, "written", None) >= 10.0, "the 10 rows of 5 beacons in the spool");
+    assert_eq!(spool_rows(&c, "written", None), 10.0);
+    assert!(c.metric_sum("webstats_collector_sink_inserts_total", &[("outcome", "transient_error")]) > 0.0);
+    assert_eq!((install.count(&audience), install.count(&trouble)), (0, 0));
+
+    // Nothing of Alice's is stored yet; the erasure is recorded all the same.
+    assert!(subject(&install, &["erase", "--site", "lk", "--cookie", ALICE]).contains("erased 0 row(s)"));
+    for table in ["audience", "troubleshooting"] {
+        install.restore_ingest(table);
+    }
+    wait_replayed(&c, 10.0);
+
+    assert_eq!((rows_of(&install, &audience, BOB), rows_of(&install, &trouble, BOB)), (2, 2));
+    assert_eq!((rows_of(&install, &audience, ALICE), rows_of(&install, &trouble, ALICE)), (0, 0));
+    assert_eq!((install.count(&audience), install.count(&trouble)), (2, 2), "nothing else arrived");
+    for table in ["audience", "troubleshooting"] {
+        assert_eq!(spool_rows(&c, "erased", Some(table)), 3.0, "{table}");
+        assert_eq!(spool_rows(&c, "replayed", Some(table)), 2.0, "{table}");
+        assert_eq!(spool_rows(&c, "blocked", Some(table)), 0.0, "{table}");
+    }
+    // Logged with counts only, never a pseudonym or the cookie value.
+    let log = c.log_text();
+    assert!(log.contains("left out of a spool replay"), "no log line about the rows left out");
+    for needle in [cookie_id(ALICE).to_string(), ALICE.to_owned()] {
+        assert!(!log.contains(&needle), "the collector log holds {needle}");
+    }
+}
+
+/// The audience ingest table refuses every batch for its data, so Alice's, Bob's and Carol's
+/// audience rows become dead letters (their troubleshooting rows are stored). Alice is erased
+/// and Carol blocked; after the fix the operator moves the dead letters back into the spool
+/// and restarts the collector: Bob's rows arrive, Alice's and Carol's do not.
+#[test]
+fn an_erase_or_a_block_reaches_dead_letters_moved_back_into_the_spool() {
+    let install = Install::new("subjectdead");
+    let mut c = spooling_collector(&install);
+    let (audience, trouble) = (install.audience(), install.troubleshooting());
+
+    // Every audience batch refused for its data (code 33).
+    install.refuse_ingest("audience");
+
+    for (cookie, beacons) in [(ALICE, 3), (BOB, 2), (CAROL, 2)] {
+        for i in 0..beacons {
+            assert_eq!(send(&c, cookie, &format!("/page-{i}")), 202);
+        }
+    }
+    let dead_rows = |c: &Collector| c.metric_sum("webstats_collector_dead_letter_rows_total", &[("table", "audience")]);
+    c.wait_until(|c| dead_rows(c) >= 7.0, "the 7 audience rows in the dead letters");
+    assert_eq!(install.wait_for_count(&format!("SELECT count() FROM {trouble}"), 7), 7);
+    assert_eq!(install.count(&audience), 0);
+
+    assert!(subject(&install, &["erase", "--site", "lk", "--cookie", ALICE]).contains("erased 3 row(s)"));
+    assert!(subject(&install, &["block", "--site", "lk", "--cookie", CAROL]).contains("blocked 1"));
+
+    // The fix, then the documented replay: the .seg files back into the spool, a restart.
+    install.restore_ingest("audience");
+    assert!(c.terminate().success());
+    let dead_letter = c.spool_dir.join("dead-letter");
+    let mut moved = 0;
+    for entry in std::fs::read_dir(&dead_letter).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "seg") {
+            std::fs::rename(&path, c.spool_dir.join(path.file_name().unwrap())).unwrap();
+            moved += 1;
+        }
+    }
+    assert!(moved > 0, "no dead-letter segment in {}", dead_letter.display());
+    c.restart();
+    wait_replayed(&c, 7.0);
+
+    assert_eq!(rows_of(&install, &audience, BOB), 2);
+    assert_eq!((rows_of(&install, &audience, ALICE), rows_of(&install, &trouble, ALICE)), (0, 0));
+    assert_eq!(rows_of(&install, &audience, CAROL), 0);
+    assert_eq!(rows_of(&install, &trouble, CAROL), 2, "a block deletes nothing already stored");
+    assert_eq!(install.count(&audience), 2, "nothing else arrived");
+    // Counted by this run of the collector: the replay after the restart.
+    assert_eq!(spool_rows(&c, "erased", Some("audience")), 3.0);
+    assert_eq!(spool_rows(&c, "blocked", Some("audience")), 2.0);
+    assert_eq!(spool_rows(&c, "replayed", Some("audience")), 2.0);
 }

@@ -51,7 +51,8 @@ impl Databases {
         &self.prefix
     }
 
-    /// Salts and the blocklist: what collectors read (the `ingest_meta` user) besides admin.
+    /// Salts, the blocklist and the erasures: what collectors read (the `ingest_meta` user)
+    /// besides admin.
     pub fn meta(&self) -> &str {
         &self.meta
     }
@@ -108,6 +109,10 @@ impl Databases {
 
     pub fn blocklist(&self) -> String {
         format!("{}.blocklist", self.meta)
+    }
+
+    pub fn erasures(&self) -> String {
+        format!("{}.erasures", self.meta)
     }
 
     pub fn migrations(&self) -> String {

@@ -23,7 +23,7 @@ pub use crate::{
     migrations::{BOOTSTRAP, MIGRATIONS, Migration, split_statements},
     rollups::{CURRENT_VISITORS_TABLE, CURRENT_WINDOW_S, Grain, Measures, ROLLUPS, Rollup, VISIT_GAP_S},
     rows::{
-        AudienceRow, AuditRow, BLOCKED_SUBJECTS_SQL, BlocklistRow, EventType, MigrationRow, SaltRow, SubjectKind,
-        TroubleshootingRow, day_number,
+        AudienceRow, AuditRow, BLOCKED_SUBJECTS_SQL, BlocklistRow, ERASED_SUBJECTS_SQL, ErasureRow, EventType,
+        MigrationRow, RowSubject, SaltRow, SubjectKind, TroubleshootingRow, day_number,
     },
 };

@@ -32,6 +32,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, name: "lifecycle", sql: include_str!("../migrations/0002_lifecycle.sql") },
     Migration { version: 3, name: "roles", sql: include_str!("../migrations/0003_roles.sql") },
     Migration { version: 4, name: "visits", sql: include_str!("../migrations/0004_visits.sql") },
+    Migration { version: 5, name: "erasures", sql: include_str!("../migrations/0005_erasures.sql") },
 ];
 
 /// Splits a migration into statements: drops `--` comment lines and splits on a `;` that ends

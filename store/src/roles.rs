@@ -9,7 +9,7 @@ use crate::Databases;
 pub enum Role {
     /// The collector's writes: inserts into the ingest database only.
     Ingest,
-    /// The collector's reads: salts and blocklist, read-only.
+    /// The collector's reads: salts, blocklist and erasures, read-only.
     IngestMeta,
     /// Analysts: the k-filtered rollups, read-only.
     Analyst,

@@ -10,6 +10,11 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use store::pseudonym::{CookieKey, SaltKeys};
 
 const BODY: &[u8] = br#"{"site":"portal","url":"https://lk.example.ru/accounts/4402117735/bills?utm_source=mail&tab=2#pay","ref":"https://yandex.ru/search/?text=lk","sw":1920,"lang":"ru-RU"}"#;
+/// Free text as a utility's portal sends it: an event with props, an error report, and an
+/// event whose text carries personal data of every category the scrubbers look for.
+const EVENT: &[u8] = r#"{"site":"portal","type":"event","url":"https://lk.example.ru/pay","name":"Оплата картой","props":{"tariff":"Двухзонный","amount":"1 200,50 ₽","step":"2","method":"card"}}"#.as_bytes();
+const ERROR: &[u8] = br#"{"site":"portal","type":"error","url":"https://lk.example.ru/pay","err":{"msg":"TypeError: Cannot read properties of undefined (reading 'total')","src":"https://lk.example.ru/static/js/main.3f2a1b9c.js","line":1,"col":48213,"stack":"TypeError: Cannot read properties of undefined (reading 'total')\n    at Bill (https://lk.example.ru/static/js/main.3f2a1b9c.js:1:48213)\n    at renderWithHooks (https://lk.example.ru/static/js/vendor.7d1e2f.js:2:51234)\n    at mountIndeterminateComponent (https://lk.example.ru/static/js/vendor.7d1e2f.js:2:54012)"}}"#;
+const PERSONAL: &[u8] = r#"{"site":"portal","type":"event","url":"https://lk.example.ru/profile","name":"Сохранение профиля","props":{"fio":"Иванов Иван Иванович","address":"г. Москва, ул. Ленина, д. 5, кв. 12","phone":"+7 (912) 345-67-89","email":"ivan.petrov@mail.ru","account":"л/с 123456789012","card":"4111 1111 1111 1111","snils":"112-233-445 95"}}"#.as_bytes();
 const UA: &str =
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
 
@@ -83,6 +88,27 @@ fn benches(c: &mut Criterion) {
             black_box(stored(pipeline.process(beacon, facts(&ua), &site, controls)))
         })
     });
+    group.finish();
+
+    // Free-text scrubbing inside the whole per-beacon work, for three kinds of beacon.
+    let mut group = c.benchmark_group("scrub");
+    for (name, body) in [("event", EVENT), ("error", ERROR), ("personal_data", PERSONAL)] {
+        group.bench_function(format!("parse_process_encode_{name}"), |b| {
+            b.iter(|| {
+                let beacon = beacon::from_json(black_box(body)).unwrap();
+                black_box(stored(pipeline.process(beacon, facts(UA), &site, controls)))
+            })
+        });
+    }
+    // The scrubber alone on the same kinds of text.
+    let texts = [
+        ("text_ordinary", "Оплата картой: тариф «Двухзонный», 1 200,50 ₽, шаг 2 из 5"),
+        ("text_error", "TypeError: Cannot read properties of undefined (reading 'total')"),
+        ("text_personal_data", "Иванов Иван Иванович, г. Москва, ул. Ленина, д. 5, кв. 12, +7 (912) 345-67-89"),
+    ];
+    for (name, text) in texts {
+        group.bench_function(name, |b| b.iter(|| black_box(beacon::scrub::text(black_box(text)))));
+    }
     group.finish();
 
     let mut group = c.benchmark_group("stages");

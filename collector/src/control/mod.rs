@@ -1,6 +1,9 @@
 //! Control data that ingest reads on every beacon, the salts and the blocklist, reloaded
 //! from ClickHouse every `salts.refresh_interval_s` and swapped atomically: readers take no
 //! lock, and a failed reload keeps the previous data.
+//!
+//! [`load_blocklist`] and [`load_erasures`] are also what the sink's shippers read before each
+//! replay of a spool segment (wired in `app`; docs/privacy-model.md section 6).
 
 mod salts;
 
@@ -10,7 +13,7 @@ use arc_swap::ArcSwap;
 use beacon::Blocklist;
 use clickhouse::{Client, Row};
 use serde::Deserialize;
-use store::{BLOCKED_SUBJECTS_SQL, Databases, SubjectKind};
+use store::{BLOCKED_SUBJECTS_SQL, Databases, ERASED_SUBJECTS_SQL, SubjectKind};
 
 pub use self::salts::SaltSet;
 use crate::metrics::{Metrics, RefreshOutcome};
@@ -65,7 +68,7 @@ pub async fn forever(
 }
 
 /// The subjects blocked now (`store::BLOCKED_SUBJECTS_SQL`).
-async fn load_blocklist(client: &Client, databases: &Databases) -> Result<Blocklist, clickhouse::error::Error> {
+pub async fn load_blocklist(client: &Client, databases: &Databases) -> Result<Blocklist, clickhouse::error::Error> {
     #[derive(Row, Deserialize)]
     struct Blocked {
         site: String,
@@ -74,4 +77,20 @@ async fn load_blocklist(client: &Client, databases: &Databases) -> Result<Blockl
     }
     let rows = client.query(&databases.render(BLOCKED_SUBJECTS_SQL)).fetch_all::<Blocked>().await?;
     Ok(rows.into_iter().map(|row| (row.site, row.subject_kind, row.subject_id)).collect())
+}
+
+/// The erased subjects, `(site, kind, id, time of the latest erasure)` (`store::ERASED_SUBJECTS_SQL`).
+pub async fn load_erasures(
+    client: &Client,
+    databases: &Databases,
+) -> Result<Vec<(String, SubjectKind, u64, u32)>, clickhouse::error::Error> {
+    #[derive(Row, Deserialize)]
+    struct Erased {
+        site: String,
+        subject_kind: SubjectKind,
+        subject_id: u64,
+        erased_at: u32,
+    }
+    let rows = client.query(&databases.render(ERASED_SUBJECTS_SQL)).fetch_all::<Erased>().await?;
+    Ok(rows.into_iter().map(|row| (row.site, row.subject_kind, row.subject_id, row.erased_at)).collect())
 }

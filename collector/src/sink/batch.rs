@@ -3,6 +3,7 @@
 //! memory and on disk, and a replayed batch is byte-for-byte the batch first tried.
 
 pub use beacon::EncodedBeacon;
+use store::{AudienceRow, RowSubject, TroubleshootingRow, rowbinary};
 
 /// The tables the collector writes, through `<prefix>_ingest.<label>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -30,6 +31,33 @@ impl Table {
         self as usize
     }
 
+    /// Whom an encoded row of this table is about, from its leading columns; `None` when they
+    /// do not decode.
+    pub fn subject_of(self, row: &[u8]) -> Option<RowSubject<'_>> {
+        match self {
+            Table::Audience => AudienceRow::subject_of(row),
+            Table::Troubleshooting => TroubleshootingRow::subject_of(row),
+        }
+    }
+
+    /// `bytes` cut into its `rows` rows by decoding each whole: for spool records of the first
+    /// format, which did not record where rows end. `None` unless exactly `rows` rows of this
+    /// table's current type fill `bytes` (a segment of a build with other columns).
+    pub fn split_rows(self, rows: u32, bytes: &[u8]) -> Option<Vec<&[u8]>> {
+        let mut input = bytes;
+        let mut out = Vec::with_capacity((rows as usize).min(bytes.len()));
+        for _ in 0..rows {
+            let before = input;
+            let decoded = match self {
+                Table::Audience => rowbinary::decode::<AudienceRow>(&mut input).map(drop),
+                Table::Troubleshooting => rowbinary::decode::<TroubleshootingRow>(&mut input).map(drop),
+            };
+            decoded.ok()?;
+            out.push(&before[..before.len() - input.len()]);
+        }
+        input.is_empty().then_some(out)
+    }
+
     /// A beacon's encoded row for this table, if it has one.
     pub fn row_of(self, beacon: &EncodedBeacon) -> Option<&[u8]> {
         match self {
@@ -45,24 +73,47 @@ pub struct Batch {
     pub table: Table,
     pub rows: u32,
     pub bytes: Vec<u8>,
+    /// Where each row ends in `bytes`, so that a replay can tell the rows apart (and leave out
+    /// those of erased or blocked people); `None` when they cannot be: rows of a spool segment
+    /// of the first format that did not decode (see `spool`), which are replayed as they are.
+    ends: Option<Vec<usize>>,
 }
 
 impl Batch {
     pub fn new(table: Table) -> Self {
-        Self { table, rows: 0, bytes: Vec::new() }
+        Self { table, rows: 0, bytes: Vec::new(), ends: Some(Vec::new()) }
     }
 
     pub fn push(&mut self, row: &[u8]) {
         self.rows += 1;
         self.bytes.extend_from_slice(row);
+        if let Some(ends) = &mut self.ends {
+            ends.push(self.bytes.len());
+        }
+    }
+
+    /// Appends `rows` rows whose boundaries are unknown: from then on the batch's rows cannot
+    /// be told apart ([`Self::split`] is `None`).
+    pub fn push_unsplit(&mut self, rows: u32, bytes: &[u8]) {
+        self.rows += rows;
+        self.bytes.extend_from_slice(bytes);
+        self.ends = None;
     }
 
     pub fn is_empty(&self) -> bool {
         self.rows == 0
     }
 
+    /// Each row's bytes, in order; `None` when the boundaries are unknown.
+    pub fn split(&self) -> Option<impl Iterator<Item = &[u8]>> {
+        let ends = self.ends.as_ref()?;
+        let starts = std::iter::once(0).chain(ends.iter().copied());
+        Some(starts.zip(ends.iter().copied()).map(|(start, end)| &self.bytes[start..end]))
+    }
+
     /// The deduplication token: a hash of the table and the exact bytes, so a batch replayed
-    /// from the spool carries the token of its first attempt.
+    /// from the spool carries the token of its first attempt. The row boundaries are not part
+    /// of it: a segment written by an older build, which did not record them, keeps its token.
     pub fn token(&self) -> String {
         let mut hasher = blake3::Hasher::new();
         hasher.update(self.table.label().as_bytes());
@@ -87,5 +138,23 @@ mod tests {
         assert_eq!(a.token(), again.token());
         assert_ne!(a.token(), other_table.token());
         assert_eq!(a.token().len(), 32);
+        // The same bytes without their boundaries (a replayed first-format segment).
+        let mut unsplit = Batch::new(Table::Audience);
+        unsplit.push_unsplit(1, b"row");
+        assert_eq!(a.token(), unsplit.token());
+    }
+
+    #[test]
+    fn push_records_where_each_row_ends() {
+        let mut batch = Batch::new(Table::Audience);
+        assert_eq!(batch.split().unwrap().count(), 0);
+        for row in [&b"first"[..], b"", b"third row"] {
+            batch.push(row);
+        }
+        assert_eq!(batch.split().unwrap().collect::<Vec<_>>(), [&b"first"[..], b"", b"third row"]);
+        assert_eq!((batch.rows, batch.bytes.as_slice()), (3, &b"firstthird row"[..]));
+        batch.push_unsplit(2, b"xy");
+        assert!(batch.split().is_none(), "rows of unknown boundaries make the whole batch unsplit");
+        assert_eq!((batch.rows, batch.bytes.len()), (5, 16));
     }
 }

@@ -1,6 +1,6 @@
 //! Getting batches into ClickHouse: one insert attempt, else the spool; the shippers' replay
-//! of sealed segments, oldest first, with backoff and jitter; dead letters for batches refused
-//! for their data.
+//! of sealed segments, oldest first, with backoff and jitter, each segment without the rows of
+//! erased or blocked people (`filter`); dead letters for batches refused for their data.
 
 use std::{
     hash::{BuildHasher, RandomState},
@@ -13,12 +13,13 @@ use tokio::sync::Semaphore;
 
 use super::{
     batch::{Batch, Table},
+    filter::{Filtered, ReadReplayFilter},
     insert::{InsertError, Inserter},
-    spool::Spool,
+    spool::{Segment, Spool},
 };
 use crate::{
     config::SinkConfig,
-    metrics::{Metrics, RowOutcome},
+    metrics::{Metrics, RowOutcome, SpoolRowOutcome},
 };
 
 /// Inserting, spilling, replaying: shared by the batcher's deliveries and the shippers.
@@ -27,6 +28,8 @@ pub(super) struct Delivery {
     pub(super) spool: Arc<Spool>,
     /// Batches in memory beyond the buffers (`buffered` mode).
     pub(super) semaphore: Arc<Semaphore>,
+    /// Who must not be replayed, read fresh before each insert of a spool segment.
+    pub(super) replay_filter: ReadReplayFilter,
     pub(super) config: SinkConfig,
     pub(super) metrics: Arc<Metrics>,
 }
@@ -85,6 +88,12 @@ impl Delivery {
     }
 
     /// One table's replay loop: the oldest sealed segment first; deleted once inserted.
+    ///
+    /// Before each insert attempt the blocklist and the erasures are read again from
+    /// ClickHouse, and the rows of erased or blocked people are left out (docs/privacy-model.md
+    /// section 6): the control data of `ingest` may lag `salts.refresh_interval_s` behind a
+    /// request, and a replay happens only when ClickHouse answers anyway. When they cannot be
+    /// read, the segment waits like a failed insert.
     pub(super) async fn ship(self: Arc<Self>, table: Table) {
         loop {
             let Some(segment) = self.spool.oldest(table) else {
@@ -104,22 +113,46 @@ impl Delivery {
                     continue;
                 }
             };
-            let rows = replay.batch.rows;
+            if replay.batch.split().is_none() {
+                tracing::warn!(
+                    table = table.label(),
+                    rows = replay.batch.rows,
+                    "a spool segment of the first format holds rows that do not decode as today's rows; \
+                     it is replayed as it is, without leaving out erased or blocked people"
+                );
+            }
             let mut backoff = self.backoff();
             loop {
                 if replay.batch.is_empty() {
-                    let segment = segment.clone();
-                    self.blocking(move |s| s.remove(&segment, 0)).await;
+                    self.replayed(&segment, Filtered::default(), 0).await;
                     break;
                 }
-                match self.inserter.insert(&replay.batch).await {
+                let filtered = match (self.replay_filter)().await {
+                    Ok(filter) => filter.apply(&replay.batch),
+                    Err(error) => {
+                        tracing::warn!(
+                            table = table.label(),
+                            %error,
+                            "cannot read the blocklist and erasures; the spool is replayed once they can be read"
+                        );
+                        tokio::time::sleep(with_jitter(backoff.next())).await;
+                        continue;
+                    }
+                };
+                let batch = filtered.kept.as_ref().unwrap_or(&replay.batch);
+                if batch.is_empty() {
+                    self.replayed(&segment, filtered, 0).await;
+                    break;
+                }
+                match self.inserter.insert(batch).await {
                     Ok(()) => {
-                        let segment = segment.clone();
-                        self.blocking(move |s| s.remove(&segment, rows)).await;
+                        let rows = batch.rows;
+                        self.replayed(&segment, filtered, rows).await;
                         break;
                     }
                     Err(InsertError::Permanent(error)) => {
-                        let (segment, reason) = (segment.clone(), error.to_string());
+                        // The segment as it is on disk: a replay after the fix filters it again.
+                        let (segment, reason, rows) = (segment.clone(), error.to_string(), replay.batch.rows);
                         self.blocking(move |s| s.dead_letter_segment(&segment, rows, &reason)).await;
                         break;
                     }
@@ -127,6 +160,28 @@ impl Delivery {
                 }
             }
         }
+    }
+
+    /// Deletes a segment whose rows are in ClickHouse (`inserted`) or were left out, and
+    /// counts both.
+    async fn replayed(&self, segment: &Segment, filtered: Filtered, inserted: u32) {
+        let table = segment.table.label();
+        if filtered.blocked + filtered.erased > 0 {
+            // Counts only: never a pseudonym.
+            tracing::info!(
+                table,
+                blocked = filtered.blocked,
+                erased = filtered.erased,
+                "rows of blocked or erased people left out of a spool replay"
+            );
+            let count = |outcome: SpoolRowOutcome, rows: u32| {
+                self.metrics.spool_rows.with_label_values(&[table, outcome.label()]).inc_by(u64::from(rows));
+            };
+            count(SpoolRowOutcome::Blocked, filtered.blocked);
+            count(SpoolRowOutcome::Erased, filtered.erased);
+        }
+        let segment = segment.clone();
+        self.blocking(move |s| s.remove(&segment, inserted)).await;
     }
 
     /// Runs a spool operation off the async threads; logs its failure.

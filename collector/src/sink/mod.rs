@@ -10,13 +10,15 @@
 //!
 //! Either way the shipper (one task per table) owns every retry: it inserts sealed segments
 //! oldest first, with exponential backoff and jitter, and deletes a segment only after
-//! ClickHouse acknowledged it. A batch refused for its data goes to the dead letters and the
-//! rest keeps flowing. Memory is bounded by the queue, one buffer per table and
+//! ClickHouse acknowledged it. Before each insert it reads the blocklist and the erasures again
+//! and leaves out the rows of erased or blocked people ([`filter`]). A batch refused for its
+//! data goes to the dead letters and the rest keeps flowing. Memory is bounded by the queue, one buffer per table and
 //! `max_inflight_batches`; disk by `[spool] max_bytes`. When both are full, handlers answer
 //! 503. Which errors are permanent is decided in one place, [`insert::is_permanent`].
 //!
 //! Modules: `batch` (rows as bytes), `delivery` (insert or spill, replay, dead letters),
-//! `insert` (one insert and the permanent/transient decision), `spool` (segments on disk).
+//! `filter` (who must not be replayed), `insert` (one insert and the permanent/transient
+//! decision), `spool` (segments on disk).
 
 use std::{
     sync::{
@@ -33,6 +35,7 @@ use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
 mod batch;
 mod delivery;
+mod filter;
 mod insert;
 mod spool;
 
@@ -44,6 +47,7 @@ use self::{
 };
 pub use self::{
     batch::{EncodedBeacon, Table},
+    filter::{ReadReplayFilter, ReplayFilter},
     spool::Spool,
 };
 use crate::config::{Durability, SinkConfig, SpoolConfig};
@@ -147,13 +151,16 @@ pub struct ShutdownReport {
 
 impl Sink {
     /// Starts the intake for the configured durability and one shipper per table, which
-    /// begins by replaying what the spool already holds.
+    /// begins by replaying what the spool already holds, each segment filtered by what
+    /// `replay_filter` reads just before.
+    #[allow(clippy::too_many_arguments)]
     pub fn spawn(
         client: Client,
         databases: &Databases,
         config: SinkConfig,
         spool_config: &SpoolConfig,
         spool: Arc<Spool>,
+        replay_filter: ReadReplayFilter,
         insert_timeout: Duration,
         metrics: Arc<Metrics>,
     ) -> (SinkHandle, Sink) {
@@ -161,6 +168,7 @@ impl Sink {
             inserter: Inserter::new(client, databases, insert_timeout, metrics.clone()),
             spool: spool.clone(),
             semaphore: Arc::new(Semaphore::new(config.max_inflight_batches.get())),
+            replay_filter,
             config: config.clone(),
             metrics: metrics.clone(),
         });
