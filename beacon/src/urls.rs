@@ -51,8 +51,9 @@
 //!    words (`GetInvoicePdf2024`) and slugs (`windows10-update-version22h2`) stay.
 //!
 //! Kept on purpose: dates (`2026-11-24`, `24.11.2026`: not personal), years and short numbers
-//! (`/news/2026/11`, `/news/page/2`), slugs with a few digits, words in any script, file names
-//! with short build hashes (`main.3f2a1b9c.js`). Document numbers with fewer than 5 digits in a
+//! (`/news/2026/11`, `/news/page/2`), slugs with a few digits, words in any script, scripts and
+//! stylesheets with their build hashes (`main.3f2a1b9c.js`, `_app-2c79e2a64abdb08b.js`: rule 5
+//! does not apply to `.js`, `.mjs`, `.css` and `.map` names). Document numbers with fewer than 5 digits in a
 //! row (`INV-2026-0456`) are not recognised: a route template covers them. Other segments are
 //! scrubbed as free text (`scrub::text`), so `СЧ-2026-0456` (a number after a keyword)
 //! becomes `СЧ-[id]` and a name `[name]`. A contract number
@@ -64,7 +65,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use url::Url;
 
-use crate::scrub::{self, TokenScan, contains_uuid};
+use crate::scrub::{self, TokenScan, contains_uuid, is_code_file};
 
 /// A page address reduced to what may be stored.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -310,6 +311,7 @@ fn cut_bytes(s: &str, max: usize) -> &str {
 pub fn looks_like_identifier(segment: &str) -> bool {
     let (mut digits, mut digit_run, mut number_like) = (0, 0, true);
     let mut tokens = TokenScan::default();
+    let code_file = is_code_file(segment);
     for &b in segment.as_bytes() {
         match b {
             b'@' => return true,
@@ -325,12 +327,12 @@ pub fn looks_like_identifier(segment: &str) -> bool {
                 number_like &= b"+-() .".contains(&b);
             }
         }
-        if tokens.push(b) {
+        if tokens.push(b) && !code_file {
             return true;
         }
     }
     // A final separator ends the last run.
-    tokens.push(b' ') || (number_like && digits >= 7 && !is_date(segment)) || contains_uuid(segment)
+    (tokens.push(b' ') && !code_file) || (number_like && digits >= 7 && !is_date(segment)) || contains_uuid(segment)
 }
 
 /// `2026-11-24`, `2026.11.24`, `24.11.2026` or `24-11-2026`, with a plausible month and day.
@@ -692,6 +694,10 @@ mod tests {
         let check = |input: &str, expected: &str| assert_eq!(scrub_with_urls(input), expected, "{input:?}");
         check("Script error.", "Script error.");
         check("https://cdn.example.ru/static/app.js?v=3#x", "https://cdn.example.ru/static/app.js");
+        check(
+            "at f (https://lk.example.ru/_next/static/chunks/pages/_app-2c79e2a64abdb08b.js:1:4821)",
+            "at f (https://lk.example.ru/_next/static/chunks/pages/_app-2c79e2a64abdb08b.js:1:4821)",
+        );
         check(
             "TypeError: x is undefined\n    at pay (https://lk.example.ru/static/app.js?v=1700000000:10:5)\n    at https://lk.example.ru/accounts/4402117735/bills:88:1",
             "TypeError: x is undefined\n    at pay (https://lk.example.ru/static/app.js:10:5)\n    at https://lk.example.ru/accounts/:id/bills:88:1",

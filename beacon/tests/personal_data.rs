@@ -416,6 +416,11 @@ fn shape(glue: Vec<(&'static str, &'static str)>) -> impl Strategy<Value = Shape
 /// Glue that any category may take: punctuation and words in either script.
 const GLUE: [(&str, &str); 7] =
     [("", ""), ("x", "y"), ("ФИО:", ";"), ("(", ")"), ("«", "»"), ("клиент", "Оплачено"), ("id=", "&next")];
+/// Postal addresses: an abbreviation glued after a lower-case Russian word cannot be told from
+/// that word's own ending (`клиентпер.` and `Супер.`), by a reader either; glued to capitals,
+/// Latin letters or punctuation it can.
+const ADDRESS_GLUE: [(&str, &str); 7] =
+    [("", ""), ("x", "y"), ("ФИО:", ";"), ("(", ")"), ("«", "»"), ("клиентАдрес:", "Оплачено"), ("id=", "&next")];
 /// IPv6 addresses glued to Latin letters or digits are not addresses to a reader either.
 const IP_GLUE: [(&str, &str); 5] = [("", ""), ("ip=", ";"), ("IP:", ""), ("(", ")"), ("адрес", "ошибка")];
 
@@ -549,7 +554,7 @@ proptest! {
     }
 
     #[test]
-    fn postal_addresses_never_reach_storage(secret in address(), shape in shape(GLUE.to_vec()), field in field()) {
+    fn postal_addresses_never_reach_storage(secret in address(), shape in shape(ADDRESS_GLUE.to_vec()), field in field()) {
         assert_scrubbed(&secret, &shape, field)?;
     }
 
@@ -594,7 +599,7 @@ proptest! {
 // ---------------------------------------------------------------------------------------------
 
 /// Text with no personal data in it, as sites send it: stored exactly as sent.
-const ORDINARY: [&str; 48] = [
+const ORDINARY: [&str; 64] = [
     "Chrome 124.0.6367.91",
     "Firefox 125.0.3",
     "iOS 17.4.1",
@@ -643,6 +648,22 @@ const ORDINARY: [&str; 48] = [
     "iPhone 15 Pro Max 256 ГБ",
     "Windows 10 x64",
     "и т. д.",
+    "31.12.2024 10:30",
+    "Mozilla/5.0 (X11; Linux x86_64) Chrome/91.0.4472.124 Safari/537.36",
+    "Chrome/124.0.0.0 YaBrowser/24.1.0.0",
+    "Сумма счета: 12 500 ₽",
+    "Общая площадь 54 м²",
+    "Показания за 1 кв. 2024",
+    "Супер. Спасибо за оплату!",
+    "Нет данных т.к. сервер недоступен",
+    "Ошибка загрузки основной страницы",
+    "ДОГОВОР ПУБЛИЧНОЙ ОФЕРТЫ",
+    "checkout_delivery_form_submitted",
+    "checkout_Step2_PaymentConfirmed",
+    "banner@2x.avif",
+    "Android 14",
+    "Заказ № 1234",
+    "Loading chunk 7 failed. (missing: https://lk.example.ru/static/js/7.3f2a1b9c.chunk.js)",
 ];
 
 #[test]

@@ -10,8 +10,13 @@
 //! written after it (`Ленинградское ш.`) and, across commas, a postcode, a settlement and a
 //! city of one or two words before it.
 //!
-//! It is an address when it has a street with its name, two numbered parts (`д. 5, кв. 12`),
-//! or a postcode and a numbered part. So `и т. д.`, `2024 г.`, `стр. 5` and `1 кв. 2024` stay.
+//! It is an address when it has a street with its name (capitalised, or a number or any word
+//! after an abbreviation such as `ул.`), two numbered parts (`д. 5, кв. 12`), or a postcode, or
+//! a street written in lower case after a whole word (`улица тверская`), with a numbered part
+//! or a house number. Street words that are everyday nouns too (`площадь`, `проезд`, `шоссе`
+//! ...) need a capitalised name, and a name before them a numbered part (`Красная площадь, д.
+//! 1`). So `и т. д.`, `и пр.`, `2024 г.`, `стр. 5`, `1 кв. 2024` (a quarter: `кв.` before a
+//! year) and `Общая площадь 54 м²` stay.
 
 use super::{
     Kind, Span,
@@ -40,7 +45,7 @@ const fn m(word: &'static str, class: Class, needs_dot: bool, postfix: bool) -> 
 
 use Class::{Numbered, Settlement, Street};
 
-static MARKERS: [Marker; 48] = [
+static MARKERS: [Marker; 49] = [
     m("ул", Street, false, true),
     m("улица", Street, false, true),
     m("пр-т", Street, false, true),
@@ -57,6 +62,7 @@ static MARKERS: [Marker; 48] = [
     m("бульв", Street, true, true),
     m("бульвар", Street, false, true),
     m("пл", Street, true, true),
+    m("пр", Street, true, false),
     m("площадь", Street, false, true),
     m("проезд", Street, false, true),
     m("пр-д", Street, false, true),
@@ -94,6 +100,9 @@ static MARKERS: [Marker; 48] = [
 /// Lower-case words inside a street's name: `наб. реки Фонтанки`, `ул. 8 Марта`, `пр-т 50 лет
 /// Октября`, `ул. им. Ленина`.
 const CONNECTORS: [&str; 7] = ["реки", "канала", "лет", "им", "имени", "де", "и"];
+
+/// Street markers that are everyday words too: they need a capitalised name.
+const COMMON_NOUNS: [&str; 6] = ["площадь", "проезд", "тракт", "тупик", "аллея", "шоссе"];
 
 /// Words that never name a street.
 const STOP_WORDS: [&str; 8] = ["не", "и", "в", "на", "с", "по", "для", "или"];
@@ -161,9 +170,9 @@ fn marker_at(text: &Text<'_>, k: usize) -> Option<(&'static Marker, Option<usize
         return None;
     }
     let text = &s[t.start..t.end];
-    // A street marker glued after another word (`адресул.`, `клиентулица`): an abbreviation
-    // with its dot, a hyphenated one (`клиентб-р`) or a whole word of five letters or more, and
-    // the value must follow.
+    // A street marker glued after another word (`адресул.`, `клиентулица`): `ул.`, a hyphenated
+    // one (`клиентб-р`) or a whole word of five letters or more, and the value must follow
+    // (other abbreviations end ordinary words: `Супер.`, `доступ.`).
     let next_is_value = tokens.get(k + 1).is_some_and(|n| n.is_word() || n.kind == TokenKind::Number);
     if next_is_value {
         let word = Lower::tail(text, 12);
@@ -171,7 +180,7 @@ fn marker_at(text: &Text<'_>, k: usize) -> Option<(&'static Marker, Option<usize
         let marker = MARKERS.iter().find(|m| {
             let letters = m.word.chars().count();
             m.class == Street
-                && (if t.has_dot() { letters >= 2 } else { letters >= 5 || m.word.contains('-') })
+                && (if t.has_dot() { m.word == "ул" } else { letters >= 5 || m.word.contains('-') })
                 && text.len() > m.word.len()
                 && word.ends_with(m.word)
         })?;
@@ -195,7 +204,7 @@ fn walk(text: &Text<'_>, k: usize, first_marker: &Marker) -> Option<(usize, usiz
     let (mut streets, mut numbered, mut postcode) = (0, 0, false);
     // `улица тверская`: a full marker word before a lower-case name, which needs a numbered
     // part to be told from `улица не найдена`.
-    let (mut unsure_streets, mut houses) = (0, 0);
+    let (mut unsure_streets, mut unsure_common, mut houses) = (0, 0, 0);
     let (mut j, mut last, mut end) = (k, k, tokens[k].end_with_dot());
     let word = |t: &Token| &s[t.start..t.end];
     let capitalised = |t: &Token| t.is_word() && matches!(case_of(word(t)), Case::Title | Case::Upper);
@@ -211,14 +220,27 @@ fn walk(text: &Text<'_>, k: usize, first_marker: &Marker) -> Option<(usize, usiz
             let value = tokens
                 .get(j + 1)
                 .filter(|v| (v.is_word() || v.kind == TokenKind::Number) && text.marker(j + 1).is_none());
-            // A street's name: capitalised, a number, or after the abbreviation's dot any word
-            // but a particle (`улица не найдена` is no address).
-            let named = value.is_some_and(|v| v.kind == TokenKind::Number || capitalised(v));
-            let lower_named = value.is_some_and(|v| v.is_word() && !lower_in(word(v), &STOP_WORDS));
+            // A street's name: capitalised, a number after an abbreviation, or after the
+            // abbreviation's dot any word but a particle (`улица не найдена` is no address).
+            // Words that are common nouns too need a capitalised name (`площадь 54 м²`).
+            let common = COMMON_NOUNS.contains(&marker.word);
+            // `и пр.` is "and so on".
+            let etc = marker.word == "пр" && j > 0 && eq_lower(word(&tokens[j - 1]), "и");
+            let number = value.is_some_and(|v| v.kind == TokenKind::Number);
+            let named = value.is_some_and(&capitalised) || (number && !common);
+            let lower_named = !common && value.is_some_and(|v| v.is_word() && !lower_in(word(v), &STOP_WORDS));
+            // `1 кв. 2024`: a quarter of a year, not a flat.
+            let year = value.is_some_and(|v| {
+                let n = word(v);
+                v.kind == TokenKind::Number && n.len() == 4 && (n.starts_with("19") || n.starts_with("20"))
+            });
             match marker.class {
+                // `Красная площадь`, but also `Общая площадь`: needs a numbered part.
+                Street if etc => {}
+                Street if common && named_before(j, marker) => unsure_common += 1,
                 Street if named || named_before(j, marker) || (lower_named && t.has_dot()) => streets += 1,
                 Street if lower_named => unsure_streets += 1,
-                Numbered if value.is_some_and(|v| v.kind == TokenKind::Number) => numbered += 1,
+                Numbered if number && !(year && marker.word.starts_with("кв")) => numbered += 1,
                 _ => {}
             }
             match value {
@@ -288,7 +310,10 @@ fn walk(text: &Text<'_>, k: usize, first_marker: &Marker) -> Option<(usize, usiz
         }
         j += 1;
     }
-    let is_address = streets > 0 || numbered >= 2 || ((postcode || unsure_streets > 0) && numbered + houses >= 1);
+    let is_address = streets > 0
+        || numbered >= 2
+        || ((postcode || unsure_streets > 0) && numbered + houses >= 1)
+        || (unsure_common > 0 && numbered >= 1);
     is_address.then_some((k, last, end))
 }
 
@@ -315,6 +340,8 @@ fn backwards(text: &Text<'_>, first: usize, marker: &Marker) -> usize {
             taken += 1;
         }
     }
+    // A city is one or two words, whatever the commas between.
+    let mut city_words = 0;
     loop {
         if start_token == 0 {
             break;
@@ -329,7 +356,7 @@ fn backwards(text: &Text<'_>, first: usize, marker: &Marker) -> usize {
         // settlement marker (`101000 москва ул. ленина`).
         let words = (0..start_token)
             .rev()
-            .take(2)
+            .take(2usize.saturating_sub(city_words))
             .take_while(|&j| tokens[j].is_word() && !tokens[j].has_dot() && text.marker(j).is_none())
             .count();
         if words > 0 {
@@ -343,6 +370,7 @@ fn backwards(text: &Text<'_>, first: usize, marker: &Marker) -> usize {
                 .count();
             let take = if anchored { words } else { capitalised };
             if take > 0 {
+                city_words += take;
                 start_token -= take;
                 continue;
             }
@@ -396,6 +424,8 @@ mod tests {
         check("д. 5, кв. 12", "[address]");
         check("адресул. Ленина, д. 5", "адрес[address]");
         check("офис 305, д. 7", "[address]");
+        check("г. Москва, пр. Мира, д. 5", "[address]");
+        check("Красная площадь, д. 1", "[address]");
     }
 
     #[test]
@@ -411,6 +441,12 @@ mod tests {
             "Передача показаний счётчика",
             "Ошибка: улица не найдена",
             "Оплата по адресу не прошла",
+            "Общая площадь 54 м²",
+            "площадь квартиры 54 м²",
+            "Показания за 1 кв. 2024 и 2 кв. 2024",
+            "Супер. Спасибо за оплату!",
+            "Закрыт доступ. Обратитесь в поддержку",
+            "и пр. Оплата",
         ] {
             check(keep, keep);
         }

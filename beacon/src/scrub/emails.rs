@@ -6,9 +6,9 @@
 use super::{Kind, Span};
 
 /// Last labels that are file extensions, not top-level domains: `logo@2x.png` is a file.
-const FILE_EXTENSIONS: [&str; 16] = [
-    "png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "js", "mjs", "css", "html", "htm", "json", "map", "woff",
-    "woff2",
+const FILE_EXTENSIONS: [&str; 24] = [
+    "png", "jpg", "jpeg", "gif", "svg", "webp", "avif", "bmp", "heic", "tif", "tiff", "ico", "mp4", "webm", "js",
+    "mjs", "css", "html", "htm", "json", "map", "woff", "woff2", "pdf",
 ];
 
 /// The longest local part and domain of an address (RFC 5321); they bound the search too.

@@ -1,9 +1,9 @@
 //! Free-text scrubbing (docs/privacy-model.md section 4): personal data is replaced by a typed
-//! placeholder in every free-text field before storage. Pure, total (any input gives a value),
-//! and allocation-free when there is nothing to replace.
+//! placeholder in every free-text field before storage. Pure and total: any input gives a
+//! value, borrowed when there is nothing to replace.
 //!
 //! [`text`] runs the detectors in this order, each over the output of the one before, so a
-//! placeholder is never matched again and an address's digits are not taken for a phone:
+//! placeholder is never matched again:
 //!
 //! | detector | placeholder | module |
 //! | --- | --- | --- |
@@ -16,8 +16,9 @@
 //! | postal addresses | `[address]` | `addresses` |
 //! | Russian full names and initials | `[name]` | `names` |
 //!
-//! Percent-encoded text (once, or a URL in a URL's query: twice, three times) is also looked at
-//! decoded; when the decoded text holds something, the decoded text is kept without it.
+//! Percent-encoded text (once, or a URL in a URL's query: twice, three times; UTF-8, else
+//! windows-1251) is also looked at decoded; when the decoded text holds something, the decoded
+//! text is kept without it, else the text as sent is scrubbed.
 //! [`template`] reduces an error message to its template for sites that ask for it, and
 //! [`is_language_tag`] checks `lang`, which is validated rather than scrubbed.
 
@@ -31,7 +32,7 @@ mod words;
 
 use std::borrow::Cow;
 
-pub(crate) use self::network::{TokenScan, contains_uuid};
+pub(crate) use self::network::{TokenScan, contains_uuid, is_code_file};
 pub use self::template::template;
 
 /// What a removed piece of text was; its placeholder replaces it.
@@ -98,19 +99,43 @@ pub fn text(s: &str) -> Cow<'_, str> {
     if s.contains('%') {
         let mut decoded = Cow::Borrowed(s);
         for _ in 0..MAX_DECODINGS {
-            match percent_encoding::percent_decode_str(&decoded).decode_utf8_lossy() {
+            match percent_decode(&decoded) {
                 Cow::Owned(next) => decoded = Cow::Owned(next),
                 Cow::Borrowed(_) => break,
             }
         }
-        if let Cow::Owned(decoded) = decoded {
-            return match layer(&decoded) {
-                Cow::Owned(clean) => Cow::Owned(clean),
-                Cow::Borrowed(_) => Cow::Borrowed(s),
-            };
+        if let Cow::Owned(decoded) = decoded
+            && let Cow::Owned(clean) = layer(&decoded)
+        {
+            return Cow::Owned(clean);
         }
     }
     layer(s)
+}
+
+/// One layer of percent-decoding. Bytes that are not UTF-8 are read as windows-1251, which
+/// older Russian sites still encode forms in (`%C8%E2%E0%ED` is `Иван`); other bytes become
+/// U+FFFD.
+fn percent_decode(s: &str) -> Cow<'_, str> {
+    let bytes: Cow<'_, [u8]> = percent_encoding::percent_decode_str(s).into();
+    match bytes {
+        Cow::Borrowed(_) => Cow::Borrowed(s),
+        Cow::Owned(bytes) => Cow::Owned(match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => e.into_bytes().into_iter().map(windows_1251).collect(),
+        }),
+    }
+}
+
+/// A byte of windows-1251 text: ASCII, the Russian alphabet; anything else U+FFFD.
+fn windows_1251(b: u8) -> char {
+    match b {
+        0x00..=0x7f => char::from(b),
+        0xc0..=0xff => char::from_u32(0x410 + u32::from(b - 0xc0)).unwrap_or('\u{fffd}'),
+        0xa8 => 'Ё',
+        0xb8 => 'ё',
+        _ => '\u{fffd}',
+    }
 }
 
 /// Scrubs `s` in place, allocating only when something is replaced.
@@ -178,6 +203,8 @@ mod tests {
         check("q=4111%201111%201111%201111", "q=[card]");
         check("%25D0%2598%25D0%25B2%25D0%25B0%25D0%25BD%25D0%25BE%25D0%25B2%2520%25D0%2598.%25D0%2598.", "[name]");
         check("100%25 done, 50%", "100%25 done, 50%");
+        check("fio=%C8%E2%E0%ED%EE%E2+%C8%E2%E0%ED+%C8%E2%E0%ED%EE%E2%E8%F7", "fio=[name]");
+        check("4111 1111 1111 1111%2C12%2F28", "[card],12/28");
     }
 
     #[test]

@@ -28,6 +28,35 @@ const SURNAME_STEMS: [&str; 7] = ["ов", "ев", "ёв", "ин", "ын", "ск"
 const SURNAME_CASE_ENDINGS: [&str; 14] =
     ["", "а", "у", "ым", "ой", "ою", "е", "ий", "ая", "ого", "ому", "ую", "им", "ом"];
 const FIXED_SURNAME_ENDINGS: [&str; 8] = ["ко", "ук", "юк", "их", "ых", "ян", "дзе", "швили"];
+/// Adjectives that end like feminine patronymics (`основной`, `ДОГОВОР ПУБЛИЧНОЙ ОФЕРТЫ`).
+const ADJECTIVE_STEMS: [&str; 22] = [
+    "основн",
+    "условн",
+    "безусловн",
+    "головн",
+    "ежедневн",
+    "духовн",
+    "любовн",
+    "виновн",
+    "греховн",
+    "ровн",
+    "неровн",
+    "публичн",
+    "типичн",
+    "логичн",
+    "различн",
+    "отличн",
+    "личн",
+    "наличн",
+    "вторичн",
+    "первичн",
+    "частичн",
+    "фабричн",
+];
+
+/// Abbreviations that look like two lower-case initials: `т.к.`, `т.е.`, `т.п.`, `т.д.`, `т.ч.`.
+const ABBREVIATIONS: [&str; 5] = ["тк", "те", "тп", "тд", "тч"];
+
 /// Words that are never a first name or surname, in lower case: particles, and the forms of
 /// address before a name.
 const PARTICLES: [&str; 30] = [
@@ -115,12 +144,14 @@ fn is_patronymic(word: &str, case: Case) -> bool {
         .filter_map(|e| word.strip_suffix(e))
         .filter_map(|w| w.strip_suffix("ич"))
         .any(|stem| stem_ok(stem) && (!lower_case || ["ов", "ев", "ёв", "ь"].iter().any(|r| stem.ends_with(r))));
-    let female = FEMALE_ENDINGS.iter().filter_map(|e| word.strip_suffix(e)).any(|w| {
+    // In lower case only the forms a sentence would not use as adjective endings.
+    let endings = if lower_case { &FEMALE_ENDINGS[..4] } else { &FEMALE_ENDINGS[..] };
+    let female = endings.iter().filter_map(|e| word.strip_suffix(e)).any(|w| {
         FEMALE_ROOTS.iter().any(|&r| {
             w.strip_suffix(r).is_some_and(|stem| stem_ok(stem) && (!lower_case || r != "ичн" || stem.ends_with("ин")))
         })
     });
-    male || female
+    (male || female) && !ADJECTIVE_STEMS.iter().any(|a| word.starts_with(a))
 }
 
 /// A first name before a patronymic at token `k`, with a surname before or after them.
@@ -150,7 +181,14 @@ fn with_patronymic(s: &str, tokens: &[Token], k: usize) -> Option<(usize, usize)
     if t.has_dot() || !is_name_word(s, t, min) || is_particle(s, t) {
         return None;
     }
-    let same = |o: &Token| is_name_word(s, o, 2) && case_of(text(s, o)) == case && !is_particle(s, o);
+    // The surname in the same case, or in capitals beside a title-case name (`ИВАНОВ Иван
+    // Иванович`, as forms write it).
+    let same = |o: &Token| {
+        let surname = case_of(text(s, o));
+        is_name_word(s, o, 2)
+            && (surname == case || (case == Case::Title && surname == Case::Upper))
+            && !is_particle(s, o)
+    };
     // The surname before or after; a capitalised word on both sides may be either.
     let mut start = t.start;
     let mut end = p.end;
@@ -207,7 +245,11 @@ fn is_surname(s: &str, t: &Token, initials: usize, initials_case: Case, after: b
 /// A surname at token `k` followed by initials, or initials at `k` followed by a surname.
 fn with_initials(s: &str, tokens: &[Token], k: usize) -> Option<(usize, usize)> {
     let t = &tokens[k];
-    let initials_from = |from: usize| tokens[from..].iter().take(2).take_while(|i| is_initial(s, i)).count();
+    let initials_from = |from: usize| {
+        let n = tokens[from..].iter().take(2).take_while(|i| is_initial(s, i)).count();
+        let pair = || tokens.get(from..from + 2).map(|p| format!("{}{}", text(s, &p[0]), text(s, &p[1])));
+        if n == 2 && pair().is_some_and(|p| ABBREVIATIONS.contains(&p.as_str())) { 0 } else { n }
+    };
     let case_at = |i: usize| case_of(text(s, &tokens[i]));
     if is_initial(s, t) {
         let n = initials_from(k);
@@ -253,6 +295,8 @@ mod tests {
         check("И. Иванов", "[name]");
         check("Петрова А.", "[name]");
         check("иванов и. и.", "[name]");
+        check("ИВАНОВ Иван Иванович", "[name]");
+        check("с Ивановой Анной Сергеевной", "с [name]");
     }
 
     #[test]
@@ -267,6 +311,12 @@ mod tests {
             "Иван Петров",
             "Сумма отлична от нуля",
             "и т. д.",
+            "Ошибка загрузки основной страницы",
+            "Нет данных для основной страницы",
+            "телефон основной",
+            "ДОГОВОР ПУБЛИЧНОЙ ОФЕРТЫ",
+            "Нет данных т.к. сервер недоступен",
+            "Иванов т.е. Петров",
         ] {
             check(keep, keep);
         }

@@ -6,10 +6,13 @@
 //!   a run of 16 or more hex digits with digits and letters among them, or that switches between lower
 //!   case, upper case and digits as often as random strings do ([`TokenScan`]), or, from 24
 //!   letters and digits, that mixes all three or has as many different characters as random
-//!   text: session ids, API keys, reset links' secrets, base64. Camel-case words
-//!   (`getElementById`), version strings and slugs do neither.
+//!   text, unless three quarters of it are words: session ids, API keys, reset links'
+//!   secrets, base64. Camel-case and snake-case names (`getElementById`,
+//!   `checkout_Step2_PaymentConfirmed`), version strings and slugs stay, and so do the build
+//!   hashes of scripts and stylesheets (`_app-2c79e2a64abdb08b.js`).
 //! - An **IPv4 address** is four decimal octets up to 255 that no digit or `.digit` continues
-//!   (`Chrome 124.0.6367.91` is no address); an **IPv6 address** is a run of hex digits and
+//!   (`Chrome 124.0.6367.91` is no address), and not a version after a product name
+//!   (`Chrome/124.0.0.0`); an **IPv6 address** is a run of hex digits and
 //!   colons (and a trailing IPv4 part) that `std` parses, with two colons or more and no ASCII
 //!   letter or digit right before it (so `std::vector` stays). Both are `[ip]`.
 
@@ -39,15 +42,22 @@ pub(super) fn find_tokens(s: &str, spans: &mut Vec<Span>) {
             spans.push((start, i, Kind::Token));
             continue;
         }
+        let code_file = is_code_file(run);
         let mut part_start = start;
         for part in run.split('.') {
             let end = part_start + part.len();
-            if let Some(kind) = classify(part) {
+            if let Some(kind) = classify(part).filter(|&k| !(code_file && k == Kind::Token)) {
                 spans.push((part_start, end, kind));
             }
             part_start = end + 1;
         }
     }
+}
+
+/// A script's or a stylesheet's name, whose build hash (`_app-2c79e2a64abdb08b.js`) is no
+/// one's data: stacks name them.
+pub(crate) fn is_code_file(name: &str) -> bool {
+    [".js", ".mjs", ".css", ".map"].iter().any(|e| name.ends_with(e))
 }
 
 /// Base64url and base64 characters; `=` only as padding, so `key=value` is two runs.
@@ -78,11 +88,14 @@ fn classify(part: &str) -> Option<Kind> {
 
 /// Letters and digits long enough to tell: 24 or more with all of upper case, lower case and
 /// digits, or with as many different characters as random text has (words repeat theirs:
-/// `ResizeObserverLoopLimitExceeded` has 15 in its first 24, random base62 about 20).
+/// `ResizeObserverLoopLimitExceeded` has 15 in its first 24, random base62 about 20); unless
+/// three quarters of it are words of four letters or more (`checkout_Step2_PaymentConfirmed`,
+/// `checkout_delivery_form_submitted`: an event's name, not a secret).
 fn is_random(part: &str) -> bool {
     const WINDOW: usize = 24;
     let alnum = part.bytes().filter(u8::is_ascii_alphanumeric);
-    if alnum.clone().count() < WINDOW {
+    let len = alnum.clone().count();
+    if len < WINDOW || 4 * word_letters(part) >= 3 * len {
         return false;
     }
     let (mut upper, mut lower, mut digit) = (false, false, false);
@@ -96,6 +109,22 @@ fn is_random(part: &str) -> bool {
         }
     }
     (upper && lower && digit) || seen.iter().filter(|&&s| s).count() >= 17
+}
+
+/// Letters in the words of `part`: lower-case runs of four letters or more, with one capital
+/// before them or not (`Payment`, `checkout`; not the `QWER` of random text).
+fn word_letters(part: &str) -> usize {
+    let (mut total, mut run, mut capital) = (0, 0, false);
+    for b in part.bytes().chain([b' ']) {
+        if b.is_ascii_lowercase() {
+            run += 1;
+            continue;
+        }
+        let word = run + usize::from(capital);
+        total += if run >= 3 && word >= 4 { word } else { 0 };
+        (run, capital) = (0, b.is_ascii_uppercase());
+    }
+    total
 }
 
 /// Whether `s` holds a UUID (8-4-4-4-12 hex digits), in either case.
@@ -216,7 +245,15 @@ fn find_ipv6(s: &str, spans: &mut Vec<Span>) {
         if b[start] == b':' && b.get(start + 1) != Some(&b':') {
             start += 1;
         }
-        let glued = start == i && i > 0 && b[i - 1].is_ascii_alphanumeric();
+        let mut glued = start == i && i > 0 && b[i - 1].is_ascii_alphanumeric();
+        // `device:2001:db8::1`: the label's last letters are hex digits; the address starts
+        // after its single colon (not `std::vector`'s double one).
+        if glued
+            && let Some(colon) = s[start..end].find(':').map(|c| start + c)
+            && b.get(colon + 1).is_some_and(u8::is_ascii_hexdigit)
+        {
+            (start, glued) = (colon + 1, false);
+        }
         while end > start && b[end - 1] == b'.' {
             end -= 1;
         }
@@ -240,8 +277,10 @@ fn find_ipv6(s: &str, spans: &mut Vec<Span>) {
 fn find_ipv4(b: &[u8], spans: &mut Vec<Span>) {
     let mut i = 0;
     while i < b.len() {
-        let starts = b[i].is_ascii_digit()
-            && !(i > 0 && (b[i - 1].is_ascii_digit() || (b[i - 1] == b'.' && i > 1 && b[i - 2].is_ascii_digit())));
+        // Not inside a number, nor a version after a product name (`Chrome/124.0.0.0`).
+        let after = |c: u8, before: fn(&u8) -> bool| i > 1 && b[i - 1] == c && before(&b[i - 2]);
+        let inside = (i > 0 && b[i - 1].is_ascii_digit()) || after(b'.', u8::is_ascii_digit);
+        let starts = b[i].is_ascii_digit() && !inside && !after(b'/', u8::is_ascii_alphabetic);
         if !starts {
             i += 1;
             continue;
@@ -298,6 +337,7 @@ mod tests {
         check("trace 4bf92f3577b34da6a3ce929d0e0e4736 end", "trace [token] end");
         check("req 550e8400-e29b-41d4-a716-446655440000 failed", "req [id] failed");
         check("tokenZx8kQ2vLp9Tm4Rw7Yb3N", "[token]");
+        check("key=Q29kZVNhbXBsZUtleTIwMjY0OTk4MjE=", "key=[token]");
     }
 
     #[test]
@@ -306,12 +346,15 @@ mod tests {
         check("IP:2001:db8::1, ::1 and [fe80::1ff:fe23:4567:890a]:443", "IP:[ip], [ip] and [[ip]]:443");
         check("::ffff:192.0.2.1", "[ip]");
         check("адрес2001:db8:85a3::8a2e:370:7334ошибка", "адрес[ip]ошибка");
+        check("device:2001:db8::1 and Source:2a02:6b8::1", "device:[ip] and Source:[ip]");
+        check("see http://10.0.0.5/app", "see http://[ip]/app");
     }
 
     #[test]
     fn keeps_versions_words_and_times() {
         for keep in [
             "Chrome 124.0.6367.91",
+            "Mozilla/5.0 (X11; Linux x86_64) Chrome/124.0.0.0 Safari/537.36 YaBrowser/24.1.0.0",
             "std::vector<int>",
             "12:30:45",
             "at app.js:12:34",
@@ -322,6 +365,9 @@ mod tests {
             "node_modules/react-dom/cjs/react-dom.production.min.js",
             "ResizeObserver loop completed with undelivered notifications.",
             "00:1A:2B:3C:4D:5E",
+            "checkout_delivery_form_submitted",
+            "checkout_Step2_PaymentConfirmed",
+            "ResizeObserverLoopLimitExceeded",
         ] {
             check(keep, keep);
         }

@@ -10,7 +10,8 @@
 //! 2. **Passport** `[id]`: series and number, `4510 123456`, `45 10 123456`, `4510 № 123456`.
 //! 3. **SNILS** `[id]`: `123-456-789 64`, with its checksum.
 //! 4. **INN** `[id]`: 10 or 12 digits in groups of 3 or more (`7707 083893`), with its checksum.
-//! 5. **Phone** `[phone]`: digit groups joined by at most two of ` - . ( )`. With a leading `+`,
+//! 5. **Phone** `[phone]`: digit groups joined by at most three of ` - . ( )` (dots only if all
+//!    are dots), every group after the first of two digits or more. With a leading `+`,
 //!    10 to 15 digits (E.164; exactly 11 after `+7`); without, Russian shapes: 11 digits
 //!    starting with 7 or 8 (`8 (912) 345-67-89`), or 10 starting with 3, 4, 8 or 9
 //!    (`(495) 123-45-67`: Russian area and mobile codes start with those). The longest such
@@ -19,10 +20,13 @@
 //!    (лицевой счёт), INNs, SNILS, card and bank account numbers, order numbers, Unix times.
 //! 7. **After a keyword** `[id]`: 5 or more digits (groups joined by `- / .`, or by a space
 //!    before a group of 3 or more) right after `№`, `л/с`, `счёт`, `договор`, `ИНН`, `СНИЛС`,
-//!    `паспорт`, `account`, `contract`, `id` and the like ([`KEYWORDS`]).
+//!    `паспорт`, `account`, `contract`, `id` and the like ([`KEYWORDS`]), unless a currency
+//!    follows (`счёт: 12 500 ₽`).
 //!
-//! So line numbers, `HTTP 503`, years, counts, prices (`1 200,50 ₽`), dates and times
-//! (`2026-11-24 10:30:15`, `24.11.2026`), decimals and versions stay.
+//! A comma between numbers is a decimal point only before one or two digits that nothing
+//! continues (`1 200,50`), so `89123456789,89123456788` is two phones. Line numbers, `HTTP
+//! 503`, years, counts, prices, dates and times (`2026-11-24 10:30:15`, `31.12.2024 10:30`),
+//! decimals and versions (`Chrome/91.0.4472.124`) stay.
 
 use super::{Kind, Span};
 
@@ -36,10 +40,11 @@ const MAX_PHONE_DIGITS: usize = 15;
 const MAX_GROUPS: usize = 12;
 const MAX_SEPARATOR_BYTES: usize = 5;
 
-/// Words after which a number of [`MIN_KEYWORD_DIGITS`] or more is an identifier, lower case.
-/// A word ending in one of them counts (`лицевойсчет`).
-pub const KEYWORDS: [&str; 22] = [
+/// Words after which a number of [`MIN_KEYWORD_DIGITS`] or more is an identifier, lower case,
+/// whole words (`Android 12345` is no id).
+pub const KEYWORDS: [&str; 23] = [
     "л/с",
+    "л.с",
     "лс",
     "счет",
     "счёт",
@@ -98,9 +103,28 @@ fn starts_number(b: &[u8], i: usize) -> bool {
     match i.checked_sub(1).map(|p| b[p]) {
         None => true,
         Some(p) if p.is_ascii_digit() || p == b'+' => false,
-        Some(b'.' | b',' | b'-') => !(i >= 2 && b[i - 2].is_ascii_digit()),
+        // After a digit and a comma, a number of a list starts (`89123456789,89123456788`),
+        // unless it is a decimal part (`1 200,50`).
+        Some(b',') => !(i >= 2 && b[i - 2].is_ascii_digit() && is_decimal_part(b, i)),
+        Some(b'.' | b'-') => !(i >= 2 && b[i - 2].is_ascii_digit()),
+        // `Chrome/91.0.4472.124`: a version after a product name.
+        Some(b'/') => !(i >= 2 && b[i - 2].is_ascii_alphabetic()),
         Some(_) => true,
     }
+}
+
+fn digit_run(b: &[u8], i: usize) -> usize {
+    b[i..].iter().take_while(|c| c.is_ascii_digit()).count()
+}
+
+/// A decimal part at `i`, after a comma: one or two digits that no other group continues
+/// (`1 200,50 ₽`; not the `12/28` of a card's expiry, nor the `8 912 ...` of a next phone).
+fn is_decimal_part(b: &[u8], i: usize) -> bool {
+    let n = digit_run(b, i);
+    let next = |k: usize| b.get(i + n + k).copied();
+    (1..=2).contains(&n)
+        && !next(0).is_some_and(|c| matches!(c, b'/' | b'.' | b':' | b'-'))
+        && !(next(0) == Some(b' ') && next(1).is_some_and(|c| c.is_ascii_digit() || c == b'('))
 }
 
 /// Nothing continues the number at `end`: no digit, no decimal part.
@@ -108,7 +132,8 @@ fn ends_number(b: &[u8], end: usize) -> bool {
     match b.get(end) {
         None => true,
         Some(c) if c.is_ascii_digit() => false,
-        Some(b'.' | b',') => !b.get(end + 1).is_some_and(u8::is_ascii_digit),
+        Some(b',') => !is_decimal_part(b, end + 1),
+        Some(b'.') => !b.get(end + 1).is_some_and(u8::is_ascii_digit),
         Some(_) => true,
     }
 }
@@ -175,7 +200,7 @@ fn number_at(s: &str, i: usize) -> Option<(usize, Kind)> {
         let luhn_run = (13..=19).contains(&digits) && ends_number(b, first.end) && luhn(&digits_of(b, &groups[..1]));
         let mut best = luhn_run.then_some(first.end);
         for (k, g) in rest.iter().enumerate() {
-            let card_sep = matches!(sep(g), b" " | b"-" | b"." | b"_") || sep(g) == NBSP;
+            let card_sep = matches!(sep(g), b" " | b"  " | b"-" | b"." | b"_") || sep(g) == NBSP;
             if !card_sep || first.len() != 4 || !(3..=6).contains(&g.len()) {
                 break;
             }
@@ -248,8 +273,8 @@ fn number_at(s: &str, i: usize) -> Option<(usize, Kind)> {
             digits += g.len();
             end = g.end;
         }
-        // The keyword last: it is the costliest look.
-        if digits >= MIN_KEYWORD_DIGITS && ends_number(b, end) && keyword_before(s, i) {
+        // The keyword last: it is the costliest look. An amount (`счёт: 12 500 ₽`) is not an id.
+        if digits >= MIN_KEYWORD_DIGITS && ends_number(b, end) && !is_amount(s, end) && keyword_before(s, i) {
             return Some((end, Kind::Id));
         }
     }
@@ -266,11 +291,17 @@ fn phone(b: &[u8], i: usize, groups: &[Group]) -> Option<usize> {
     let lead = b[groups[0].start];
     let mut digits = 0;
     let mut best = None;
+    // Dots join a phone's groups only when nothing else does (`912.345.67.89`): `31.12.2024 10`
+    // is a date and an hour.
+    let seps = || groups[1..].iter().map(|g| &b[g.sep_start..g.start]);
+    let dotted = seps().any(|sep| sep.contains(&b'.'));
     for (k, g) in groups.iter().enumerate() {
         let sep = &b[g.sep_start..g.start];
         let phone_sep = sep.iter().all(|c| matches!(c, b' ' | b'-' | b'.' | b'(' | b')' | 0xc2 | 0xa0));
         let sep_chars = sep.iter().filter(|&&c| c != 0xc2).count();
-        if k > 0 && (!phone_sep || sep_chars > 2) {
+        // After the country or trunk code, every group has two digits or more (`91.0.4472`).
+        let short = k > 0 && g.len() < 2;
+        if k > 0 && (!phone_sep || sep_chars > 3 || short || (dotted && sep != b".")) {
             break;
         }
         digits += g.len();
@@ -308,12 +339,41 @@ fn keyword_before(s: &str, i: usize) -> bool {
         .char_indices()
         .rev()
         .take(24)
-        .take_while(|&(_, c)| super::words::is_letter(c) || c == '/' || c == '_')
+        .take_while(|&(_, c)| super::words::is_letter(c) || matches!(c, '/' | '_' | '.'))
         .last()
         .map_or(trimmed.len(), |(i, _)| i);
-    let word = super::words::Lower::tail(&trimmed[word_start..], 12);
+    // The whole word, or its end after a change to capitals or of script (`клиентЛС`,
+    // `клиентaccount`, `xл/с`).
+    let word = &trimmed[word_start..];
+    let cyrillic = super::words::is_cyrillic;
+    let last = word
+        .char_indices()
+        .zip(word.chars().skip(1))
+        .filter(|&((_, a), b)| {
+            (a.is_lowercase() && b.is_uppercase())
+                || (a.is_alphabetic() && b.is_alphabetic() && cyrillic(a) != cyrillic(b))
+        })
+        .last()
+        .map_or(word, |((i, a), _)| &word[i + a.len_utf8()..]);
+    let word = super::words::Lower::tail(word, 12);
     let word = word.as_str();
-    !word.is_empty() && KEYWORDS.iter().any(|k| word.ends_with(k))
+    let last = super::words::Lower::tail(last, 12);
+    // Keywords of five letters or more, Russian ones of three, and `л/с`, also glued after a
+    // word (`клиентсчёт`, `myaccount`); short ones only whole (`Android`, `вид`).
+    let glued = |k: &&&str| {
+        let letters = k.chars().count();
+        letters >= 5 || (letters >= 3 && k.chars().all(super::words::is_cyrillic)) || k.contains('/')
+    };
+    !word.is_empty()
+        && (KEYWORDS.contains(&word)
+            || KEYWORDS.contains(&last.as_str())
+            || KEYWORDS.iter().filter(glued).any(|k| word.ends_with(k)))
+}
+
+/// A currency after the number at `end`: `12 500 ₽`, `300 руб.`, `99 RUB`.
+fn is_amount(s: &str, end: usize) -> bool {
+    let after = s[end..].trim_start_matches([' ', '\u{a0}']);
+    ["₽", "руб", "р.", "RUB", "rub", "$", "€", "USD", "EUR"].iter().any(|c| after.starts_with(c))
 }
 
 fn luhn(digits: &[u8]) -> bool {
@@ -404,6 +464,13 @@ mod tests {
         check("id_89123456789", "id_[phone]");
         check("89123456789abc", "[phone]abc");
         check("ts=1764000000", "ts=[id]");
+        check("+79123456789,+79123456788", "[phone],[phone]");
+        check("89123456789,89123456788", "[phone],[phone]");
+        check("8 912 345-67-89,8 912 345-67-88", "[phone],[phone]");
+        check("4111 1111 1111 1111,12/28", "[card],12/28");
+        check("4111  1111  1111  1111", "[card]");
+        check("8 - 912 - 345 - 67 - 89", "[phone]");
+        check("л.с. 12345678", "л.с. [id]");
     }
 
     #[test]
@@ -415,7 +482,6 @@ mod tests {
             "2026-11-24 10:30:15",
             "24.11.2026 15:30",
             "0.8912345678",
-            "pi 3,1415926535",
             "size 1920x1080",
             "1 200,50 ₽",
             "Заказ № 1234",
@@ -423,6 +489,13 @@ mod tests {
             "Chrome 124.0.6367.91",
             "за 2024 год",
             "осталось 99999 байт",
+            "31.12.2024 10:30",
+            "30.11.2026 23:59:59",
+            "Chrome/91.0.4472.124",
+            "Mozilla/5.0 Chrome/96.0.4664.110 Safari/537.36",
+            "Сумма счета: 12 500 ₽",
+            "Android 12345",
+            "1 200,50",
         ] {
             check(keep, keep);
         }
