@@ -19,6 +19,7 @@ ensure_python
 for port in 18080 18000 19090; do port_free "$port" || die "port $port is in use: stop whatever listens there"; done
 
 "$ROOT/scripts/geoip.sh"
+"$ROOT/scripts/bots.sh"
 cd "$ROOT"
 cargo build --release --bins --locked
 AGGREGATOR=(target/release/aggregator --config config/aggregator.toml)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: sets up real components and runs every test.
-#   1. Chromium, chromedriver and Prometheus (apt), GeoIP databases (scripts/geoip.sh) and the
-#      Python venv (chdb-core)
+#   1. Chromium, chromedriver and Prometheus (apt), GeoIP databases (scripts/geoip.sh), the bot
+#      list and User-Agent corpora (scripts/bots.sh) and the Python venv (chdb-core)
 #   2. a ClickHouse 18.16 server of its own, fresh data directory, free ports
 #   3. checks formatting and lints and the minified snippet (scripts/snippet.sh --check), builds
 #      the workspace, checks the schema on current ClickHouse (scripts/chdb-check.sh)
@@ -25,6 +25,7 @@ ensure_python
 ensure_apt chromium chromium-driver prometheus
 
 "$ROOT/scripts/geoip.sh"
+"$ROOT/scripts/bots.sh"
 ensure_venv
 
 # A server of the test run's own: a fresh data directory, so the privacy scan reads only what
@@ -57,5 +58,6 @@ export WEBSTATS_CH_PASSWORD_ADMIN
 export WEBSTATS_TEST_CLICKHOUSE_URL="http://127.0.0.1:$http_port"
 export WEBSTATS_TEST_CLICKHOUSE_DIR="$WORK/clickhouse/$name"
 export WEBSTATS_TEST_GEOIP_DIR="$WORK/geoip"
+export WEBSTATS_TEST_BOTS_DIR="$WORK/bots"
 log "cargo test (ClickHouse 18.16 at $WEBSTATS_TEST_CLICKHOUSE_URL)"
 cargo test --workspace --all-targets --locked --no-fail-fast "$@"

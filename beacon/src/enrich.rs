@@ -4,13 +4,15 @@
 //!
 //! An agent is a bot when woothee files it as a crawler or when it contains one of the bot
 //! patterns ([`DEFAULT_BOT_PATTERNS`] and `[bots] extra_patterns`, case-insensitive
-//! substrings). Both checks
+//! substrings), or the maintained list (`crate::bots`, `[bots] list`). Both checks
 //! run once per distinct User-Agent, inside the cached parse, so the hot path never matches
 //! patterns.
 
 use std::{net::IpAddr, path::Path, sync::Arc};
 
 use maxminddb::Reader;
+
+use crate::bots::BotList;
 use serde::Deserialize;
 
 /// What is kept of a User-Agent.
@@ -116,6 +118,7 @@ pub struct AgentParser {
     cache: quick_cache::sync::Cache<String, Arc<Agent>>,
     parser: woothee::parser::Parser,
     bots: BotPatterns,
+    list: Option<BotList>,
 }
 
 impl AgentParser {
@@ -128,7 +131,14 @@ impl AgentParser {
             cache: quick_cache::sync::Cache::new(capacity),
             parser: woothee::parser::Parser::new(),
             bots: BotPatterns::new(&patterns),
+            list: None,
         }
+    }
+
+    /// Also calls agents the maintained bot list matches bots.
+    pub fn with_list(mut self, list: BotList) -> Self {
+        self.list = Some(list);
+        self
     }
 
     /// The agent for a (truncated) User-Agent string, and whether the cache had it.
@@ -142,7 +152,7 @@ impl AgentParser {
     }
 
     fn parse_uncached(&self, user_agent: &str) -> Agent {
-        let is_bot = self.bots.matches(user_agent);
+        let is_bot = self.bots.matches(user_agent) || self.list.as_ref().is_some_and(|l| l.is_match(user_agent));
         let Some(r) = self.parser.parse(user_agent) else { return Agent { is_bot, ..Agent::default() } };
         // woothee says UNKNOWN where it cannot tell; an empty field says the same in SQL.
         let known = |s: &str| if s == woothee::woothee::VALUE_UNKNOWN { String::new() } else { s.to_owned() };

@@ -4,7 +4,8 @@
 //! - [`parse`]: a JSON body or the GIF's query string into a validated [`Beacon`].
 //! - [`urls`]: URL hygiene (hosts, normalised paths, route templates, the kept query).
 //! - [`scrub`]: personal data out of free text, replaced by typed placeholders.
-//! - [`enrich`]: User-Agents (woothee and the bot patterns) and GeoIP/ASN lookups.
+//! - [`enrich`]: User-Agents (woothee and the bot patterns) and GeoIP/ASN lookups; [`bots`]:
+//!   the maintained bot list.
 //! - [`pipeline`]: [`Pipeline::process`], which applies all of them to a beacon and the facts
 //!   of its request, pseudonymises with keyed BLAKE3 (`store::pseudonym`), drops blocked
 //!   people ([`Blocklist`]) and routes the rows by purpose;
@@ -14,6 +15,7 @@
 //! out; its only storable output is [`Pseudonymised`], which nothing else can construct.
 
 pub mod blocklist;
+pub mod bots;
 mod encode;
 pub mod enrich;
 pub mod parse;
@@ -24,6 +26,7 @@ pub mod urls;
 
 pub use crate::{
     blocklist::Blocklist,
+    bots::BotList,
     encode::EncodedBeacon,
     enrich::{AgentParser, DEFAULT_BOT_PATTERNS, GeoDb, ORDINARY_BROWSERS},
     parse::{Beacon, BeaconError, FreeText, from_json, from_query},

@@ -5,7 +5,7 @@
 use std::{future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use beacon::{AgentParser, GeoDb, Pipeline};
+use beacon::{AgentParser, BotList, GeoDb, Pipeline};
 use clickhouse::{Client, Compression};
 use runtime::unix_now;
 use store::Databases;
@@ -30,6 +30,12 @@ const DEAD_LETTER_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 /// Runs the collector until `shutdown` resolves, then drains and flushes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let geo = GeoDb::open(config.geoip.location_db.as_deref(), config.geoip.asn_db.as_deref())?;
+    let mut agents = AgentParser::new(AGENT_CACHE_CAPACITY, &config.bots.extra_patterns);
+    if let Some(path) = &config.bots.list {
+        let list = BotList::open(path)?;
+        tracing::info!(patterns = list.len(), path = %path.display(), "bot list loaded");
+        agents = agents.with_list(list);
+    }
     let cookie_key = if config.sites.iter().any(|s| s.cookie_mode) {
         Some(config.privacy.cookie_key().map_err(|problem| anyhow::anyhow!("{problem}"))?)
     } else {
@@ -73,7 +79,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     );
 
     let pipeline = Pipeline {
-        agents: AgentParser::new(AGENT_CACHE_CAPACITY, &config.bots.extra_patterns),
+        agents,
         geo,
         cookie_key,
         ipv4_prefix_len: config.privacy.ipv4_prefix_len,

@@ -259,6 +259,10 @@ pub struct BotsConfig {
     /// Case-insensitive User-Agent substrings that mark a bot, besides woothee's crawler
     /// category and `beacon::DEFAULT_BOT_PATTERNS`. Bots never enter the audience store.
     pub extra_patterns: Vec<String>,
+    /// The maintained bot list: PyPI `crawler-user-agents`' JSON, as scripts/bots.sh fetches
+    /// it. Relative paths are relative to this file. Without it, only woothee and the patterns
+    /// above tell bots.
+    pub list: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -337,7 +341,12 @@ impl Config {
     }
 
     fn resolve_paths(&mut self, base: &Path) {
-        let optional = [&mut self.geoip.location_db, &mut self.geoip.asn_db, &mut self.privacy.cookie_key_file];
+        let optional = [
+            &mut self.geoip.location_db,
+            &mut self.geoip.asn_db,
+            &mut self.privacy.cookie_key_file,
+            &mut self.bots.list,
+        ];
         for path in optional.into_iter().flatten().chain([&mut self.spool.dir]) {
             if path.is_relative() {
                 *path = base.join(&*path);

@@ -22,8 +22,12 @@ fn pipeline() -> Pipeline {
     let geo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.work/geoip");
     let (country, asn) = (geo.join("country.mmdb"), geo.join("asn.mmdb"));
     let present = country.is_file() && asn.is_file();
+    // The maintained bot list when scripts/bots.sh has fetched it, as the shipped config loads it.
+    let list = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.work/bots/crawler-user-agents.json");
+    let agents = AgentParser::new(20_000, &[] as &[&str]);
+    let agents = if list.is_file() { agents.with_list(beacon::BotList::open(&list).unwrap()) } else { agents };
     Pipeline {
-        agents: AgentParser::new(20_000, &[] as &[&str]),
+        agents,
         geo: if present { GeoDb::open(Some(&country), Some(&asn)).unwrap() } else { GeoDb::open(None, None).unwrap() },
         cookie_key: CookieKey::from_material(&[7; 32]),
         ipv4_prefix_len: 24,
