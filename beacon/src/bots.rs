@@ -51,7 +51,8 @@ pub enum BotListError {
 pub struct BotList {
     literals: AhoCorasick,
     regexes: RegexSet,
-    len: usize,
+    /// Every pattern as the list writes it, by match index: the literals, then the regexes.
+    patterns: Vec<String>,
 }
 
 impl BotList {
@@ -66,18 +67,22 @@ impl BotList {
 
     /// From the list's patterns (regular expressions), less [`EXCLUDED`].
     pub fn new<'a>(patterns: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
-        let (mut literals, mut regexes) = (Vec::new(), Vec::new());
+        let (mut literals, mut plain, mut regexes) = (Vec::new(), Vec::new(), Vec::new());
         for pattern in patterns.into_iter().filter(|p| !EXCLUDED.contains(p)) {
             match as_literal(pattern) {
-                Some(literal) => literals.push(literal),
+                Some(literal) => {
+                    literals.push(literal);
+                    plain.push(pattern.to_owned());
+                }
                 None => regexes.push(pattern),
             }
         }
-        let len = literals.len() + regexes.len();
+        let mut patterns = plain;
+        patterns.extend(regexes.iter().map(|r| (*r).to_owned()));
         Ok(Self {
             literals: AhoCorasick::new(&literals).map_err(|e| e.to_string())?,
             regexes: RegexSet::new(&regexes).map_err(|e| e.to_string())?,
-            len,
+            patterns,
         })
     }
 
@@ -85,12 +90,32 @@ impl BotList {
         self.literals.is_match(user_agent) || self.regexes.is_match(user_agent)
     }
 
+    /// The index of every pattern that matches `user_agent` (see [`Self::index_of`]).
+    pub fn matches(&self, user_agent: &str) -> Vec<u16> {
+        let literals = self.literals.patterns_len();
+        let mut found: Vec<u16> = self
+            .literals
+            .find_overlapping_iter(user_agent)
+            .map(|m| m.pattern().as_usize())
+            .chain(self.regexes.matches(user_agent).iter().map(|i| literals + i))
+            .filter_map(|i| u16::try_from(i).ok())
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        found
+    }
+
+    /// The index of a pattern written as in the list (`Googlebot\/`).
+    pub fn index_of(&self, pattern: &str) -> Option<u16> {
+        self.patterns.iter().position(|p| p == pattern).and_then(|i| u16::try_from(i).ok())
+    }
+
     pub fn len(&self) -> usize {
-        self.len
+        self.patterns.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.patterns.is_empty()
     }
 }
 
@@ -126,6 +151,10 @@ mod tests {
         assert!(!list.is_match("AdsBot-Google-Mobile"));
         assert!(!list.is_match("googlebot/2.1"), "case-sensitive, as the list is written");
         assert!(!list.is_match("Mozilla/5.0 (Linux; Android 4.1; HTC Butterfly)"));
+        let (googlebot, wget) = (list.index_of("Googlebot\\/").unwrap(), list.index_of("[wW]get").unwrap());
+        assert_eq!(list.matches("Googlebot/2.1 via Wget/1.0"), [googlebot, wget]);
+        assert_eq!(list.matches("Mozilla/5.0"), [] as [u16; 0]);
+        assert_eq!(list.index_of("Butterfly"), None, "excluded patterns have no index");
     }
 
     #[test]

@@ -25,8 +25,24 @@ pub struct Agent {
     pub os_version: String,
     /// woothee's category: pc, smartphone, mobilephone, appliance, crawler, misc; empty if unknown.
     pub device: String,
-    /// woothee's crawler category or a bot pattern: kept out of the audience store.
+    /// woothee's crawler category, a bot pattern or the bot list: kept out of the audience
+    /// store (unless the site excludes the list patterns, [`Agent::is_bot_for`]).
     pub is_bot: bool,
+    /// A bot for woothee or a pattern, whatever the list says.
+    pub bot_besides_list: bool,
+    /// The bot list's patterns that match it (`BotList::index_of`).
+    pub list_matches: Box<[u16]>,
+}
+
+impl Agent {
+    /// Whether it is a bot for a site that does not count the list patterns `excluded` (its
+    /// false positives: `[[sites]] bot_exclusions`).
+    pub fn is_bot_for(&self, excluded: &[u16]) -> bool {
+        if excluded.is_empty() {
+            return self.is_bot;
+        }
+        self.bot_besides_list || self.list_matches.iter().any(|m| !excluded.contains(m))
+    }
 }
 
 /// User-Agent substrings (case-insensitive) that always mark a bot besides woothee's crawler
@@ -141,6 +157,11 @@ impl AgentParser {
         self
     }
 
+    /// The index of a pattern of the bot list, written as in the list.
+    pub fn list_index(&self, pattern: &str) -> Option<u16> {
+        self.list.as_ref().and_then(|l| l.index_of(pattern))
+    }
+
     /// The agent for a (truncated) User-Agent string, and whether the cache had it.
     pub fn parse(&self, user_agent: &str) -> (Arc<Agent>, bool) {
         if let Some(hit) = self.cache.get(user_agent) {
@@ -152,8 +173,12 @@ impl AgentParser {
     }
 
     fn parse_uncached(&self, user_agent: &str) -> Agent {
-        let is_bot = self.bots.matches(user_agent) || self.list.as_ref().is_some_and(|l| l.is_match(user_agent));
-        let Some(r) = self.parser.parse(user_agent) else { return Agent { is_bot, ..Agent::default() } };
+        let list_matches: Box<[u16]> = self.list.as_ref().map(|l| l.matches(user_agent)).unwrap_or_default().into();
+        let patterns = self.bots.matches(user_agent);
+        let is_bot = patterns || !list_matches.is_empty();
+        let Some(r) = self.parser.parse(user_agent) else {
+            return Agent { is_bot, bot_besides_list: patterns, list_matches, ..Agent::default() };
+        };
         // woothee says UNKNOWN where it cannot tell; an empty field says the same in SQL.
         let known = |s: &str| if s == woothee::woothee::VALUE_UNKNOWN { String::new() } else { s.to_owned() };
         Agent {
@@ -163,6 +188,8 @@ impl AgentParser {
             os_version: known(&r.os_version),
             device: known(r.category),
             is_bot: is_bot || r.category == "crawler",
+            bot_besides_list: patterns || r.category == "crawler",
+            list_matches,
         }
     }
 }

@@ -65,6 +65,8 @@ pub struct Site {
     pub prop_allowlist: Vec<String>,
     /// Store an error message's template only (`scrub::template`).
     pub error_templates: bool,
+    /// Patterns of the bot list (`AgentParser::list_index`) this site does not count.
+    pub bot_exclusions: Vec<u16>,
 }
 
 /// What to do with beacons carrying `DNT: 1` or `Sec-GPC: 1`.
@@ -122,6 +124,7 @@ impl Pipeline {
         }
         let user_agent = user_agent_prefix(facts.user_agent);
         let (agent, ua_cache_hit) = self.agents.parse(user_agent);
+        let is_bot = agent.is_bot_for(&site.bot_exclusions);
         let geo = self.geo.lookup(facts.ip);
         let rules = SiteRules {
             query_allowlist: &site.query_allowlist,
@@ -149,7 +152,7 @@ impl Pipeline {
         }
         let date = day_number(facts.received_at);
 
-        let audience = (!agent.is_bot && matches!(kind, EventType::Pageview | EventType::Event)).then(|| {
+        let audience = (!is_bot && matches!(kind, EventType::Pageview | EventType::Event)).then(|| {
             let (prop_keys, prop_values) = beacon.props.iter().cloned().unzip();
             AudienceRow {
                 date,
@@ -192,7 +195,7 @@ impl Pipeline {
                 ts: facts.received_at,
                 site: site.id.clone(),
                 r#type: kind,
-                is_bot: u8::from(agent.is_bot),
+                is_bot: u8::from(is_bot),
                 visitor_id,
                 cookie_id,
                 ip_id: keys.ip_id(facts.ip),
@@ -226,7 +229,7 @@ impl Pipeline {
             }
         });
 
-        Outcome::Store { rows: Pseudonymised { audience, troubleshooting }, is_bot: agent.is_bot, ua_cache_hit }
+        Outcome::Store { rows: Pseudonymised { audience, troubleshooting }, is_bot, ua_cache_hit }
     }
 }
 
@@ -412,6 +415,31 @@ mod tests {
         let (a, t) = rows(run(PAGEVIEW, facts(BOT, false), &site(false, DoNotTrack::Anonymous)));
         assert!(a.is_none());
         assert_eq!(t.unwrap().is_bot, 1);
+    }
+
+    #[test]
+    fn a_site_can_exclude_a_bot_list_pattern() {
+        let list = crate::BotList::new(["MyPortalApp\\/", "[Ss]canner"]).unwrap();
+        let mut pipeline = pipeline();
+        pipeline.agents = AgentParser::new(64, &[] as &[&str]).with_list(list);
+        let app = "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 Chrome/124.0 Mobile MyPortalApp/3.2";
+        let both = "MyPortalApp/3.2 Scanner";
+        let mut excluding = site(false, DoNotTrack::Anonymous);
+        excluding.bot_exclusions = vec![pipeline.agents.list_index("MyPortalApp\\/").unwrap()];
+        let keys = SaltKeys::derive(&[1; 32]);
+        let blocklist = Blocklist::default();
+        let stored = |ua: &str, site: &Site| {
+            let beacon = parse::from_json(PAGEVIEW.as_bytes()).unwrap();
+            rows(pipeline.process(beacon, facts(ua, false), site, Controls { keys: &keys, blocklist: &blocklist }))
+        };
+        let (a, t) = stored(app, &site(false, DoNotTrack::Anonymous));
+        assert!(a.is_none(), "a list pattern makes a bot");
+        assert_eq!(t.unwrap().is_bot, 1);
+        let (a, t) = stored(app, &excluding);
+        assert!(a.is_some(), "the site excludes that pattern");
+        assert_eq!(t.unwrap().is_bot, 0);
+        assert!(stored(both, &excluding).0.is_none(), "another pattern still counts");
+        assert!(stored(BOT, &excluding).0.is_none(), "woothee's crawlers still count");
     }
 
     #[test]

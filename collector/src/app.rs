@@ -36,6 +36,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         tracing::info!(patterns = list.len(), path = %path.display(), "bot list loaded");
         agents = agents.with_list(list);
     }
+    for site in &config.sites {
+        site.bot_exclusion_indices(&agents).map_err(anyhow::Error::msg)?;
+    }
     let cookie_key = if config.sites.iter().any(|s| s.cookie_mode) {
         Some(config.privacy.cookie_key().map_err(|problem| anyhow::anyhow!("{problem}"))?)
     } else {
@@ -93,7 +96,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         sink_handle,
         metrics.clone(),
         unix_now,
-    );
+    )
+    .map_err(anyhow::Error::msg)?;
     let state = Arc::new(State::new(
         ingest,
         RateLimit::new(&config.rate_limit, config.privacy.ipv4_prefix_len, config.privacy.ipv6_prefix_len),

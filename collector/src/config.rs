@@ -301,6 +301,10 @@ pub struct SiteConfig {
     /// Store only an error message's template: quoted strings and numbers collapsed.
     #[serde(default)]
     pub error_templates: bool,
+    /// Patterns of the bot list (`[bots] list`), written as in the list, that do not make a
+    /// bot on this site: its false positives, such as the site's own app.
+    #[serde(default)]
+    pub bot_exclusions: Vec<String>,
 }
 
 fn default_cookie_name() -> String {
@@ -316,9 +320,24 @@ fn default_cookie_days() -> u32 {
 const MAX_COOKIE_DAYS: u32 = 395;
 
 impl SiteConfig {
-    /// The site as the pipeline sees it, with `query_allowlist` kept besides its own.
-    pub fn rules(&self, query_allowlist: &[String]) -> beacon::Site {
-        beacon::Site {
+    /// `bot_exclusions` as indices of the loaded bot list, or the first that is not in it.
+    pub fn bot_exclusion_indices(&self, agents: &beacon::AgentParser) -> Result<Vec<u16>, String> {
+        let index = |p: &String| {
+            agents.list_index(p).ok_or_else(|| {
+                format!(
+                    "sites[id = {:?}].bot_exclusions: {p:?} is not a pattern of the bot list ([bots] list)",
+                    self.id
+                )
+            })
+        };
+        self.bot_exclusions.iter().map(index).collect()
+    }
+
+    /// The site as the pipeline sees it, with `query_allowlist` kept besides its own, or the
+    /// first of its `bot_exclusions` that is not a pattern of the loaded bot list.
+    pub fn rules(&self, query_allowlist: &[String], agents: &beacon::AgentParser) -> Result<beacon::Site, String> {
+        let bot_exclusions = self.bot_exclusion_indices(agents)?;
+        Ok(beacon::Site {
             id: self.id.clone(),
             allowed_hosts: self.allowed_hosts.clone(),
             cookie_mode: self.cookie_mode,
@@ -327,7 +346,8 @@ impl SiteConfig {
             routes: self.routes.clone(),
             prop_allowlist: self.prop_allowlist.clone(),
             error_templates: self.error_templates,
-        }
+            bot_exclusions,
+        })
     }
 }
 

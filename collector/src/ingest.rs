@@ -58,15 +58,15 @@ impl Ingest {
         sink: SinkHandle,
         metrics: Arc<Metrics>,
         clock: fn() -> u32,
-    ) -> Self {
+    ) -> Result<Self, String> {
         let sites = sites
             .iter()
             .map(|site| {
-                let rules = site.rules(query_allowlist);
-                (site.id.clone(), Site { rules, cookie_name: site.cookie_name.clone() })
+                let rules = site.rules(query_allowlist, &pipeline.agents)?;
+                Ok((site.id.clone(), Site { rules, cookie_name: site.cookie_name.clone() }))
             })
-            .collect();
-        Self { sites, pipeline, control, sink, metrics, clock, stopping: AtomicBool::new(false) }
+            .collect::<Result<_, String>>()?;
+        Ok(Self { sites, pipeline, control, sink, metrics, clock, stopping: AtomicBool::new(false) })
     }
 
     /// Checks, pseudonymises, encodes and hands the rows to the sink; in `fsync` mode returns
