@@ -8,14 +8,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-usage() { sed -n '2,7s/^# \{0,1\}//p' "$0"; echo "usage: $0 [--force]"; }
-force=""
-case "${1:-}" in
-    -h|--help) usage; exit 0 ;;
-    --force) force=1 ;;
-    "") ;;
-    *) usage >&2; exit 2 ;;
-esac
+force_option 7 "$@"
 
 # The newest release on PyPI (npm has only older ones); a wheel is a zip file.
 CUA_VERSION="1.67.0"

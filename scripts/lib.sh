@@ -11,6 +11,21 @@ export ROOT WORK VENV
 log() { printf '[%s] %s\n' "$(basename "$0")" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+# force_option LAST ARGS...: the one option of the scripts that fetch data. -h/--help prints
+# the script's header comment (lines 2 to LAST) and exits; --force sets $force to 1.
+force_option() {
+    local last="$1"
+    shift
+    usage() { sed -n "2,${last}s/^# \{0,1\}//p" "$0"; echo "usage: $0 [--force]"; }
+    force=""
+    case "${1:-}" in
+        -h|--help) usage; exit 0 ;;
+        --force) force=1 ;;
+        "") ;;
+        *) usage >&2; exit 2 ;;
+    esac
+}
+
 _APT_UPDATED=""
 # ensure_apt PKG...: install the Debian packages that are missing; `apt-get update` at most once
 # per run, and only when something has to be installed.

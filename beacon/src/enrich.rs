@@ -25,9 +25,6 @@ pub struct Agent {
     pub os_version: String,
     /// woothee's category: pc, smartphone, mobilephone, appliance, crawler, misc; empty if unknown.
     pub device: String,
-    /// woothee's crawler category, a bot pattern or the bot list: kept out of the audience
-    /// store (unless the site excludes the list patterns, [`Agent::is_bot_for`]).
-    pub is_bot: bool,
     /// A bot for woothee or a pattern, whatever the list says.
     pub bot_besides_list: bool,
     /// The bot list's patterns that match it (`BotList::index_of`).
@@ -35,12 +32,15 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// woothee's crawler category, a bot pattern or the bot list: kept out of the audience
+    /// store (unless the site excludes the list patterns, [`Agent::is_bot_for`]).
+    pub fn is_bot(&self) -> bool {
+        self.is_bot_for(&[])
+    }
+
     /// Whether it is a bot for a site that does not count the list patterns `excluded` (its
     /// false positives: `[[sites]] bot_exclusions`).
     pub fn is_bot_for(&self, excluded: &[u16]) -> bool {
-        if excluded.is_empty() {
-            return self.is_bot;
-        }
         self.bot_besides_list || self.list_matches.iter().any(|m| !excluded.contains(m))
     }
 }
@@ -175,9 +175,8 @@ impl AgentParser {
     fn parse_uncached(&self, user_agent: &str) -> Agent {
         let list_matches: Box<[u16]> = self.list.as_ref().map(|l| l.matches(user_agent)).unwrap_or_default().into();
         let patterns = self.bots.matches(user_agent);
-        let is_bot = patterns || !list_matches.is_empty();
         let Some(r) = self.parser.parse(user_agent) else {
-            return Agent { is_bot, bot_besides_list: patterns, list_matches, ..Agent::default() };
+            return Agent { bot_besides_list: patterns, list_matches, ..Agent::default() };
         };
         // woothee says UNKNOWN where it cannot tell; an empty field says the same in SQL.
         let known = |s: &str| if s == woothee::woothee::VALUE_UNKNOWN { String::new() } else { s.to_owned() };
@@ -187,7 +186,6 @@ impl AgentParser {
             os: known(r.os),
             os_version: known(&r.os_version),
             device: known(r.category),
-            is_bot: is_bot || r.category == "crawler",
             bot_besides_list: patterns || r.category == "crawler",
             list_matches,
         }
@@ -316,9 +314,9 @@ mod tests {
             (chrome.browser.as_str(), chrome.browser_version.as_str(), chrome.device.as_str()),
             ("Chrome", "120", "pc")
         );
-        assert!(!chrome.is_bot);
+        assert!(!chrome.is_bot());
         let (bot, _) = p.parse("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)");
-        assert!(bot.is_bot);
+        assert!(bot.is_bot());
         assert_eq!(bot.device, "crawler");
     }
 
@@ -346,12 +344,12 @@ mod tests {
     fn unknown_agent_is_not_an_error() {
         let (a, _) = AgentParser::new(4, NO_EXTRA).parse("");
         assert_eq!(a.browser, "");
-        assert!(!a.is_bot);
+        assert!(!a.is_bot());
     }
 
     fn check_bot(user_agent: &str, expected: bool) {
         let (agent, _) = AgentParser::new(4, NO_EXTRA).parse(user_agent);
-        assert_eq!(agent.is_bot, expected, "{user_agent}");
+        assert_eq!(agent.is_bot(), expected, "{user_agent}");
     }
 
     #[test]
@@ -408,9 +406,9 @@ mod tests {
     #[test]
     fn configured_patterns_add_to_the_defaults_case_insensitively() {
         let p = AgentParser::new(4, &["MyMonitor"]);
-        assert!(p.parse("mymonitor/1.0").0.is_bot);
-        assert!(p.parse("curl/8.5.0").0.is_bot, "the defaults still count");
-        assert!(!p.parse(ORDINARY_BROWSERS[0]).0.is_bot);
+        assert!(p.parse("mymonitor/1.0").0.is_bot());
+        assert!(p.parse("curl/8.5.0").0.is_bot(), "the defaults still count");
+        assert!(!p.parse(ORDINARY_BROWSERS[0]).0.is_bot());
     }
 
     #[test]

@@ -42,7 +42,7 @@ fn parser(with_list: bool) -> AgentParser {
 
 /// The agents of `corpus` the parser calls bots.
 fn flagged<'a>(parser: &AgentParser, corpus: &'a BTreeSet<String>) -> Vec<&'a String> {
-    corpus.iter().filter(|ua| parser.parse(store::pseudonym::user_agent_prefix(ua)).0.is_bot).collect()
+    corpus.iter().filter(|ua| parser.parse(store::pseudonym::user_agent_prefix(ua)).0.is_bot()).collect()
 }
 
 #[test]
