@@ -3,7 +3,7 @@
 # collector serves at /script.js). Both are committed; terser, at a pinned version, is installed
 # from the npm registry into .work/npm-tools. Fixed options make the output deterministic.
 # Fails if the snippet, gzipped with a realistic site table in place of __WEBSTATS_SITES__,
-# grows past its budget of 2048 bytes.
+# grows past its budget of 2176 bytes.
 #   scripts/snippet.sh          rebuild snippet/script.min.js
 #   scripts/snippet.sh --check  fail unless the committed snippet/script.min.js is what the source
 #                               gives (CI: scripts/test.sh)
@@ -20,7 +20,7 @@ case "${1:-}" in
 esac
 
 TERSER_VERSION=5.51.2
-GZIP_BUDGET_BYTES=2048
+GZIP_BUDGET_BYTES=2176
 SRC="$ROOT/snippet/script.js"
 MIN="$ROOT/snippet/script.min.js"
 TOOLS="$WORK/npm-tools"

@@ -11,7 +11,7 @@
      data-outbound   a click on a link to another host sends event "outbound", prop url
      data-downloads  a click on a link to a file (.pdf, .zip, ...) sends event "download", prop file
      data-local      also run on localhost, 127.0.0.1, [::1] and *.localhost
-     data-webdriver  also run in automated browsers (navigator.webdriver)
+     data-webdriver  count automated browsers as visitors: send no automation hints
 
    API. Calls made before the script has loaded are queued by this stub and replayed:
      <script>window.webstats=window.webstats||function(){(webstats.q=webstats.q||[]).push(arguments)}</script>
@@ -63,8 +63,19 @@
       !site ||
       (dnt && conf[2]) ||
       !loc.host ||
-      (/^(127\.|\[::1])|(^|\.)localhost$/.test(loc.hostname) && !has("local")) ||
-      (nav.webdriver && !has("webdriver"));
+      (/^(127\.|\[::1])|(^|\.)localhost$/.test(loc.hostname) && !has("local"));
+
+    // Automation seen in this browser (docs/http-api.md, auto): the collector keeps such
+    // beacons out of the audience and records why. Only marks the drivers leave themselves (a
+    // headless browser's User-Agent already tells the collector), never guesses from plugins
+    // or window sizes, which real browsers share.
+    var auto = has("webdriver")
+      ? ""
+      : [
+          nav.webdriver && "webdriver",
+          Object.keys(w).some((k) => /^\$?cdc_/.test(k)) && "selenium",
+          w.callPhantom && "phantom",
+        ].filter(Boolean).join();
 
     // Whether nothing may be sent now: off, or opted out in this browser.
     var skip = () => {
@@ -79,6 +90,7 @@
     var send = (type, fields) => {
       if (skip()) return;
       var b = Object.assign({ site, type, url: loc.href, sw: screen.width, lang: nav.language }, fields);
+      if (auto) b.auto = auto;
       if (dnt) b.dnt = 1;
       else if (cookieName) {
         // The first-party id, created by the first beacon that needs it: 16 random bytes in hex.

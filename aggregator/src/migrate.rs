@@ -1,10 +1,10 @@
 //! `aggregator migrate`: applies the versioned migrations of the `store` crate, recording each
 //! in `<prefix>_admin.schema_migrations` with a checksum. Idempotent: applied versions are
-//! skipped, and every statement is `IF NOT EXISTS` so a run interrupted mid-migration can be
-//! repeated.
+//! skipped, and every statement is `IF NOT EXISTS` (an `ADD COLUMN` is skipped when the column
+//! exists) so a run interrupted mid-migration can be repeated.
 
 use clickhouse::Client;
-use store::{BOOTSTRAP, Databases, MIGRATIONS, Migration, MigrationRow, split_statements};
+use store::{BOOTSTRAP, Databases, MIGRATIONS, Migration, MigrationRow, added_column, split_statements};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
@@ -52,7 +52,9 @@ pub async fn migrate(client: &Client, databases: &Databases, now: u32) -> Result
             continue;
         }
         for statement in split_statements(&databases.render(migration.sql)) {
-            execute(client, &statement).await?;
+            if !column_exists(client, &statement).await? {
+                execute(client, &statement).await?;
+            }
         }
         let record = MigrationRow {
             version: migration.version,
@@ -74,6 +76,23 @@ async fn insert_record(client: &Client, table: &str, record: &MigrationRow) -> R
     let mut insert = client.insert_unescaped::<MigrationRow>(table).await?;
     insert.write(record).await?;
     insert.end().await
+}
+
+/// Whether `statement` adds a column that is already there (an interrupted earlier run).
+async fn column_exists(client: &Client, statement: &str) -> Result<bool, MigrateError> {
+    let Some((database, table, column)) = added_column(statement) else { return Ok(false) };
+    let count: u64 = client
+        .query("SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?")
+        .bind(database)
+        .bind(table)
+        .bind(column)
+        .fetch_one()
+        .await
+        .map_err(|source| MigrateError::ClickHouse {
+            what: format!("reading the columns of {database}.{table}"),
+            source,
+        })?;
+    Ok(count > 0)
 }
 
 async fn execute(client: &Client, sql: &str) -> Result<(), MigrateError> {

@@ -106,6 +106,11 @@ impl BotList {
         self.patterns.iter().position(|p| p == pattern).and_then(|i| u16::try_from(i).ok())
     }
 
+    /// The pattern at `index`, as the list writes it.
+    pub fn pattern(&self, index: u16) -> Option<&str> {
+        self.patterns.get(usize::from(index)).map(String::as_str)
+    }
+
     pub fn len(&self) -> usize {
         self.patterns.len()
     }

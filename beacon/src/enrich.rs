@@ -25,8 +25,9 @@ pub struct Agent {
     pub os_version: String,
     /// woothee's category: pc, smartphone, mobilephone, appliance, crawler, misc; empty if unknown.
     pub device: String,
-    /// A bot for woothee or a pattern, whatever the list says.
-    pub bot_besides_list: bool,
+    /// Why it is a bot whatever the list says, as recorded in `bot_reason`: `crawler:<name>`
+    /// (woothee's crawler category) or `pattern:<pattern>` (a bot pattern, lower case).
+    pub bot_besides_list: Option<Box<str>>,
     /// The bot list's patterns that match it (`BotList::index_of`).
     pub list_matches: Box<[u16]>,
 }
@@ -41,7 +42,12 @@ impl Agent {
     /// Whether it is a bot for a site that does not count the list patterns `excluded` (its
     /// false positives: `[[sites]] bot_exclusions`).
     pub fn is_bot_for(&self, excluded: &[u16]) -> bool {
-        self.bot_besides_list || self.list_matches.iter().any(|m| !excluded.contains(m))
+        self.bot_besides_list.is_some() || self.first_list_match(excluded).is_some()
+    }
+
+    /// The first list pattern that matches it and that a site with `excluded` counts.
+    pub fn first_list_match(&self, excluded: &[u16]) -> Option<u16> {
+        self.list_matches.iter().copied().find(|m| !excluded.contains(m))
     }
 }
 
@@ -99,31 +105,37 @@ pub const ORDINARY_BROWSERS: [&str; 7] = [
 #[derive(Debug, Clone, Default)]
 pub struct BotPatterns {
     /// 256 lists, one per lower-case first byte, or none when there are no patterns.
-    by_first_byte: Vec<Vec<Box<[u8]>>>,
+    by_first_byte: Vec<Vec<Box<str>>>,
 }
 
 impl BotPatterns {
     pub fn new(patterns: &[impl AsRef<str>]) -> Self {
         let mut by_first_byte = Vec::new();
         for pattern in patterns {
-            let pattern = pattern.as_ref().to_ascii_lowercase().into_bytes();
-            if let Some(&first) = pattern.first() {
+            let pattern = pattern.as_ref().to_ascii_lowercase();
+            if let Some(&first) = pattern.as_bytes().first() {
                 by_first_byte.resize_with(256, Vec::new);
-                by_first_byte[usize::from(first)].push(pattern.into_boxed_slice());
+                by_first_byte[usize::from(first)].push(pattern.into_boxed_str());
             }
         }
         Self { by_first_byte }
     }
 
     pub fn matches(&self, user_agent: &str) -> bool {
+        self.first_match(user_agent).is_some()
+    }
+
+    /// The pattern (lower case) found first in `user_agent`.
+    pub fn first_match(&self, user_agent: &str) -> Option<&str> {
         if self.by_first_byte.is_empty() {
-            return false;
+            return None;
         }
         let agent = user_agent.as_bytes();
-        agent.iter().enumerate().any(|(i, b)| {
+        agent.iter().enumerate().find_map(|(i, b)| {
             self.by_first_byte[usize::from(b.to_ascii_lowercase())]
                 .iter()
-                .any(|p| agent.get(i..i + p.len()).is_some_and(|s| s.eq_ignore_ascii_case(p)))
+                .find(|p| agent.get(i..i + p.len()).is_some_and(|s| s.eq_ignore_ascii_case(p.as_bytes())))
+                .map(|p| &**p)
         })
     }
 }
@@ -162,6 +174,11 @@ impl AgentParser {
         self.list.as_ref().and_then(|l| l.index_of(pattern))
     }
 
+    /// The bot list's pattern at `index`, as the list writes it.
+    pub fn list_pattern(&self, index: u16) -> Option<&str> {
+        self.list.as_ref().and_then(|l| l.pattern(index))
+    }
+
     /// The agent for a (truncated) User-Agent string, and whether the cache had it.
     pub fn parse(&self, user_agent: &str) -> (Arc<Agent>, bool) {
         if let Some(hit) = self.cache.get(user_agent) {
@@ -174,9 +191,9 @@ impl AgentParser {
 
     fn parse_uncached(&self, user_agent: &str) -> Agent {
         let list_matches: Box<[u16]> = self.list.as_ref().map(|l| l.matches(user_agent)).unwrap_or_default().into();
-        let patterns = self.bots.matches(user_agent);
+        let pattern = self.bots.first_match(user_agent).map(|p| format!("pattern:{p}").into_boxed_str());
         let Some(r) = self.parser.parse(user_agent) else {
-            return Agent { bot_besides_list: patterns, list_matches, ..Agent::default() };
+            return Agent { bot_besides_list: pattern, list_matches, ..Agent::default() };
         };
         // woothee says UNKNOWN where it cannot tell; an empty field says the same in SQL.
         let known = |s: &str| if s == woothee::woothee::VALUE_UNKNOWN { String::new() } else { s.to_owned() };
@@ -186,7 +203,10 @@ impl AgentParser {
             os: known(r.os),
             os_version: known(&r.os_version),
             device: known(r.category),
-            bot_besides_list: patterns || r.category == "crawler",
+            bot_besides_list: match r.category {
+                "crawler" => Some(format!("crawler:{}", r.name).into_boxed_str()),
+                _ => pattern,
+            },
             list_matches,
         }
     }

@@ -5,7 +5,7 @@
 //! - [`urls`]: URL hygiene (hosts, normalised paths, route templates, the kept query).
 //! - [`scrub`]: personal data out of free text, replaced by typed placeholders.
 //! - [`enrich`]: User-Agents (woothee and the bot patterns) and GeoIP/ASN lookups; [`bots`]:
-//!   the maintained bot list.
+//!   the maintained bot list; [`signals`]: the verdict on bots and the reason recorded.
 //! - [`pipeline`]: [`Pipeline::process`], which applies all of them to a beacon and the facts
 //!   of its request, pseudonymises with keyed BLAKE3 (`store::pseudonym`), drops blocked
 //!   people ([`Blocklist`]) and routes the rows by purpose;
@@ -21,6 +21,7 @@ pub mod enrich;
 pub mod parse;
 pub mod pipeline;
 pub mod scrub;
+pub mod signals;
 mod text;
 pub mod urls;
 
@@ -31,5 +32,6 @@ pub use crate::{
     enrich::{AgentParser, DEFAULT_BOT_PATTERNS, GeoDb, ORDINARY_BROWSERS},
     parse::{Beacon, BeaconError, FreeText, from_json, from_query},
     pipeline::{Controls, DoNotTrack, Outcome, Pipeline, Pseudonymised, RequestFacts, Site},
+    signals::{BotPolicy, HostingNetworks, Signal, Signals, SpamReferrers},
     urls::Routes,
 };

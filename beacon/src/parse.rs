@@ -8,6 +8,8 @@ use serde_json::{Map, Value};
 use store::EventType;
 use url::Url;
 
+use crate::signals::automation_hint;
+
 const MAX_URL_CHARS: usize = 4_096;
 const MAX_PROPS: usize = 30;
 const MAX_LANG_CHARS: usize = 35;
@@ -54,6 +56,9 @@ pub struct Beacon {
     /// `navigator.globalPrivacyControl` or `navigator.doNotTrack`, which need not come with a
     /// `Sec-GPC` or `DNT` header.
     pub do_not_track: bool,
+    /// Automation the snippet saw in the browser (`auto`), as one of
+    /// [`crate::signals::AUTOMATION_HINTS`] or `other`.
+    pub automation: Option<&'static str>,
 }
 
 /// The beacon's `type`; a newtype so that `Default` is a pageview.
@@ -195,6 +200,7 @@ fn from_map(map: &Map<String, Value>) -> Result<Beacon, BeaconError> {
             Some(Value::String(s)) if s == "0" || s == "1" => s == "1",
             Some(_) => return Err(err("dnt", "must be 1, 0, true or false")),
         },
+        automation: optional_str(map, "auto")?.and_then(automation_hint),
     })
 }
 

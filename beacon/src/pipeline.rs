@@ -17,6 +17,7 @@ use crate::{
     enrich::{AgentParser, GeoDb},
     parse::{Beacon, FreeText},
     scrub,
+    signals::{BotPolicy, Evidence, Signal, Signals},
     text::cut_scrubbed,
     urls::{self, Page, Referrer, Routes, SiteRules},
 };
@@ -46,6 +47,9 @@ pub struct RequestFacts<'a> {
     pub do_not_track: bool,
     /// Receive time, Unix seconds: the event time.
     pub received_at: u32,
+    /// A POST without an `Origin` header, which no current browser sends (docs/privacy.md,
+    /// Bots).
+    pub post_without_origin: bool,
 }
 
 /// A site as the pipeline needs it.
@@ -65,8 +69,8 @@ pub struct Site {
     pub prop_allowlist: Vec<String>,
     /// Store an error message's template only (`scrub::template`).
     pub error_templates: bool,
-    /// Patterns of the bot list (`AgentParser::list_index`) this site does not count.
-    pub bot_exclusions: Vec<u16>,
+    /// What counts as a bot on this site besides the common rules.
+    pub bots: BotPolicy,
 }
 
 /// What to do with beacons carrying `DNT: 1` or `Sec-GPC: 1`.
@@ -87,7 +91,8 @@ pub enum DoNotTrack {
 pub enum Outcome {
     Store {
         rows: Pseudonymised,
-        is_bot: bool,
+        /// The signal that made it a bot, kept out of the audience store.
+        bot: Option<Signal>,
         ua_cache_hit: bool,
     },
     /// The visitor asked not to be tracked and the site drops such beacons.
@@ -108,6 +113,7 @@ pub struct Controls<'a> {
 pub struct Pipeline {
     pub agents: AgentParser,
     pub geo: GeoDb,
+    pub signals: Signals,
     pub cookie_key: Option<CookieKey>,
     pub ipv4_prefix_len: u8,
     pub ipv6_prefix_len: u8,
@@ -124,7 +130,6 @@ impl Pipeline {
         }
         let user_agent = user_agent_prefix(facts.user_agent);
         let (agent, ua_cache_hit) = self.agents.parse(user_agent);
-        let is_bot = agent.is_bot_for(&site.bot_exclusions);
         let geo = self.geo.lookup(facts.ip);
         let rules = SiteRules {
             query_allowlist: &site.query_allowlist,
@@ -133,6 +138,14 @@ impl Pipeline {
         };
         let mut page = urls::page(&beacon.url, &rules);
         let mut referrer = beacon.referrer.as_ref().map(|r| urls::referrer(r, &rules, &page.host)).unwrap_or_default();
+        let evidence = Evidence {
+            automation: beacon.automation,
+            post_without_origin: facts.post_without_origin,
+            referrer_host: &referrer.host,
+            asn: geo.asn,
+        };
+        let verdict = self.signals.verdict(&agent, |i| self.agents.list_pattern(i), evidence, &site.bots);
+        let is_bot = verdict.bot.is_some();
         scrub_free_text(&mut beacon, site);
         remove_client_ip(canonical(facts.ip), &mut page, &mut referrer, &mut beacon);
         let kind = beacon.kind.0;
@@ -226,10 +239,11 @@ impl Pipeline {
                 error_line: error.line,
                 error_col: error.col,
                 error_stack: error.stack,
+                bot_reason: verdict.reason,
             }
         });
 
-        Outcome::Store { rows: Pseudonymised { audience, troubleshooting }, is_bot, ua_cache_hit }
+        Outcome::Store { rows: Pseudonymised { audience, troubleshooting }, bot: verdict.bot, ua_cache_hit }
     }
 }
 
@@ -337,7 +351,7 @@ fn find_ignore_ascii_case(s: &str, needle: &str, from: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse;
+    use crate::{parse, signals::SpamReferrers};
     use serde_json::json;
 
     const CHROME: &str =
@@ -348,6 +362,7 @@ mod tests {
         Pipeline {
             agents: AgentParser::new(64, &[] as &[&str]),
             geo: GeoDb::open(None, None).unwrap(),
+            signals: Signals::default(),
             cookie_key: CookieKey::from_material(&[9; 32]),
             ipv4_prefix_len: 24,
             ipv6_prefix_len: 48,
@@ -373,6 +388,7 @@ mod tests {
             cookie: Some("c00kie"),
             do_not_track,
             received_at: 1_764_000_000,
+            post_without_origin: false,
         }
     }
 
@@ -414,7 +430,51 @@ mod tests {
     fn bots_are_kept_out_of_the_audience_store() {
         let (a, t) = rows(run(PAGEVIEW, facts(BOT, false), &site(false, DoNotTrack::Anonymous)));
         assert!(a.is_none());
-        assert_eq!(t.unwrap().is_bot, 1);
+        let t = t.unwrap();
+        assert_eq!((t.is_bot, t.bot_reason.as_str()), (1, "crawler:misc crawler"));
+    }
+
+    #[test]
+    fn automation_transport_and_referrer_spam_keep_a_browser_out_and_say_why() {
+        let mut pipeline = pipeline();
+        pipeline.signals.spam_referrers = SpamReferrers::new(&["darodar.com"]);
+        let keys = SaltKeys::derive(&[1; 32]);
+        let blocklist = Blocklist::default();
+        let stored = |body: &str, facts: RequestFacts<'_>, site: &Site| {
+            let beacon = parse::from_json(body.as_bytes()).unwrap();
+            let outcome = pipeline.process(beacon, facts, site, Controls { keys: &keys, blocklist: &blocklist });
+            let Outcome::Store { rows, bot, .. } = outcome else { panic!("dropped") };
+            let (a, t) = rows.into_parts();
+            let t = t.unwrap();
+            (a.is_some(), bot, t.is_bot, t.bot_reason)
+        };
+        let site = site(false, DoNotTrack::Anonymous);
+        let automated = r#"{"site":"s","url":"https://a.ru/","auto":"webdriver,headless"}"#;
+        let spam = r#"{"site":"s","url":"https://a.ru/","ref":"https://www.darodar.com/seo"}"#;
+        let plain = r#"{"site":"s","url":"https://a.ru/"}"#;
+        let no_origin = RequestFacts { post_without_origin: true, ..facts(CHROME, false) };
+        assert_eq!(
+            stored(automated, facts(CHROME, false), &site),
+            (false, Some(Signal::Automation), 1, "automation:webdriver".to_owned())
+        );
+        assert_eq!(
+            stored(plain, no_origin, &site),
+            (false, Some(Signal::Transport), 1, "transport:no_origin".to_owned())
+        );
+        assert_eq!(
+            stored(spam, facts(CHROME, false), &site),
+            (false, Some(Signal::ReferrerSpam), 1, "referrer_spam:darodar.com".to_owned())
+        );
+        assert_eq!(stored(plain, facts(CHROME, false), &site), (true, None, 0, String::new()));
+        let mut servers = site.clone();
+        servers.bots.count_without_origin = true;
+        assert_eq!(
+            stored(plain, no_origin, &servers),
+            (true, None, 0, String::new()),
+            "a site that sends from servers"
+        );
+        // The User-Agent is asked first.
+        assert_eq!(stored(automated, facts(BOT, false), &site).3, "crawler:misc crawler");
     }
 
     #[test]
@@ -425,7 +485,7 @@ mod tests {
         let app = "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 Chrome/124.0 Mobile MyPortalApp/3.2";
         let both = "MyPortalApp/3.2 Scanner";
         let mut excluding = site(false, DoNotTrack::Anonymous);
-        excluding.bot_exclusions = vec![pipeline.agents.list_index("MyPortalApp\\/").unwrap()];
+        excluding.bots.bot_exclusions = vec![pipeline.agents.list_index("MyPortalApp\\/").unwrap()];
         let keys = SaltKeys::derive(&[1; 32]);
         let blocklist = Blocklist::default();
         let stored = |ua: &str, site: &Site| {
@@ -434,11 +494,15 @@ mod tests {
         };
         let (a, t) = stored(app, &site(false, DoNotTrack::Anonymous));
         assert!(a.is_none(), "a list pattern makes a bot");
-        assert_eq!(t.unwrap().is_bot, 1);
+        let t = t.unwrap();
+        assert_eq!((t.is_bot, t.bot_reason.as_str()), (1, "list:MyPortalApp\\/"));
         let (a, t) = stored(app, &excluding);
         assert!(a.is_some(), "the site excludes that pattern");
-        assert_eq!(t.unwrap().is_bot, 0);
-        assert!(stored(both, &excluding).0.is_none(), "another pattern still counts");
+        let t = t.unwrap();
+        assert_eq!((t.is_bot, t.bot_reason.as_str()), (0, ""));
+        let (a, t) = stored(both, &excluding);
+        assert!(a.is_none(), "another pattern still counts");
+        assert_eq!(t.unwrap().bot_reason, "list:[Ss]canner");
         assert!(stored(BOT, &excluding).0.is_none(), "woothee's crawlers still count");
     }
 
@@ -469,7 +533,8 @@ mod tests {
     fn agents_matching_bot_patterns_are_kept_out_of_the_audience_store() {
         let (a, t) = rows(run(PAGEVIEW, facts("python-requests/2.31.0", false), &site(false, DoNotTrack::Anonymous)));
         assert!(a.is_none());
-        assert_eq!(t.unwrap().is_bot, 1);
+        let t = t.unwrap();
+        assert_eq!((t.is_bot, t.bot_reason.as_str()), (1, "pattern:python-requests"));
     }
 
     #[test]

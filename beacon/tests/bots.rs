@@ -72,3 +72,27 @@ fn no_real_browser_is_kept_out() {
     eprintln!("browser corpus: {} of {} kept out", wrongly.len(), corpus.len());
     assert!(wrongly.is_empty(), "real browsers taken for bots: {wrongly:#?}");
 }
+
+/// The hosting networks of PyPI `cloudcheck` as the collector loads them: the big clouds are
+/// there, the ISPs people browse from are not, nor Apple's Private Relay egress.
+#[test]
+fn hosting_networks_hold_clouds_and_no_consumer_isp() {
+    let hosting = beacon::HostingNetworks::open(&dir().join("cloud_providers.json")).unwrap();
+    eprintln!("hosting networks: {} providers, {} autonomous systems", hosting.providers(), hosting.asns());
+    assert!(hosting.providers() >= 20 && hosting.asns() >= 300, "{} / {}", hosting.providers(), hosting.asns());
+    for (asn, provider) in [
+        (16509, "Amazon"),
+        (15169, "Google"),
+        (8075, "Microsoft"),
+        (24940, "Hetzner"),
+        (16276, "OVH"),
+        (14061, "DigitalOcean"),
+    ] {
+        assert_eq!(hosting.provider(asn), Some(provider), "AS{asn}");
+    }
+    // Rostelecom, MTS, Beeline, MegaFon, ER-Telecom, Comcast, Deutsche Telekom; Cloudflare
+    // (WARP) and Akamai's Private Relay network carry people.
+    for asn in [12389, 8359, 3216, 31133, 9049, 7922, 3320, 13335, 36183] {
+        assert_eq!(hosting.provider(asn), None, "AS{asn} is a network of people");
+    }
+}

@@ -512,6 +512,7 @@ fn facts() -> RequestFacts<'static> {
         cookie: None,
         do_not_track: false,
         received_at: 1_764_000_000,
+        post_without_origin: false,
     }
 }
 

@@ -785,16 +785,17 @@ proptest! {
             cookie: Some("cookie-value"),
             do_not_track,
             received_at: 1_764_000_000,
+            post_without_origin: false,
         };
         let outcome = process(&body, facts, site);
-        let Some(Outcome::Store { rows, is_bot, .. }) = outcome else {
+        let Some(Outcome::Store { rows, bot, .. }) = outcome else {
             return Err(TestCaseError::fail(format!(
                 "the generated beacon was refused or dropped ({outcome:?}): {}", String::from_utf8_lossy(&body)
             )));
         };
         let (audience, troubleshooting) = rows.into_parts();
         // Only a bot under DNT stores nothing: bots have no audience row, DNT no troubleshooting row.
-        prop_assert!(audience.is_some() || troubleshooting.is_some() || (is_bot && do_not_track), "no row stored");
+        prop_assert!(audience.is_some() || troubleshooting.is_some() || (bot.is_some() && do_not_track), "no row stored");
         let ip = secrets.ip.to_string();
         for (field, value) in stored_strings(&audience, &troubleshooting) {
             for text in [value.to_owned(), percent_decoded(value)] {
@@ -865,7 +866,7 @@ proptest! {
             beacon["sid"] = Value::String(s);
         }
         let body = serde_json::to_vec(&beacon).expect("a beacon serialises");
-        let facts = RequestFacts { ip, user_agent: &user_agent, cookie: cookie.as_deref(), do_not_track, received_at };
+        let facts = RequestFacts { ip, user_agent: &user_agent, cookie: cookie.as_deref(), do_not_track, received_at, post_without_origin: false };
         match process(&body, facts, site) {
             // Refused by the parser (a bad URL): nothing reaches the pipeline.
             None => {}

@@ -5,7 +5,7 @@
 use std::{future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use beacon::{AgentParser, BotList, GeoDb, Pipeline};
+use beacon::{AgentParser, BotList, GeoDb, HostingNetworks, Pipeline, Signals, SpamReferrers};
 use clickhouse::{Client, Compression};
 use runtime::unix_now;
 use store::Databases;
@@ -39,6 +39,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     for site in &config.sites {
         site.bot_exclusion_indices(&agents).map_err(anyhow::Error::msg)?;
     }
+    let hosting = match &config.bots.hosting {
+        Some(path) => {
+            let hosting = HostingNetworks::open(path).map_err(anyhow::Error::msg)?;
+            tracing::info!(providers = hosting.providers(), asns = hosting.asns(), path = %path.display(), "hosting list loaded");
+            hosting
+        }
+        None => HostingNetworks::default(),
+    };
+    let signals = Signals { hosting, spam_referrers: SpamReferrers::new(&config.bots.spam_referrers) };
     let cookie_key = if config.sites.iter().any(|s| s.cookie_mode) {
         Some(config.privacy.cookie_key().map_err(|problem| anyhow::anyhow!("{problem}"))?)
     } else {
@@ -84,6 +93,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let pipeline = Pipeline {
         agents,
         geo,
+        signals,
         cookie_key,
         ipv4_prefix_len: config.privacy.ipv4_prefix_len,
         ipv6_prefix_len: config.privacy.ipv6_prefix_len,

@@ -29,6 +29,8 @@ pub const MAX_BATCH_BYTES: usize = 255 * 1024 * 1024;
 /// Most `[bots] extra_patterns`, and the longest one in characters.
 const MAX_BOT_PATTERNS: usize = 500;
 const MAX_BOT_PATTERN_CHARS: usize = 200;
+/// Most `[bots] spam_referrers` (a set: the lookup cost does not grow with it).
+const MAX_SPAM_REFERRERS: usize = 100_000;
 /// Most route templates per site.
 const MAX_ROUTES_PER_SITE: usize = 64;
 
@@ -263,6 +265,14 @@ pub struct BotsConfig {
     /// it. Relative paths are relative to this file. Without it, only woothee and the patterns
     /// above tell bots.
     pub list: Option<PathBuf>,
+    /// Hosting networks: PyPI `cloudcheck`'s `cloud_providers_v3.json`, as scripts/bots.sh
+    /// fetches it; its providers tagged `cloud`. A beacon from one is flagged in the
+    /// troubleshooting store (`bot_reason = 'hosting:<provider>'`); `[[sites]] exclude_hosting`
+    /// also keeps it out of the audience store. Relative to this file.
+    pub hosting: Option<PathBuf>,
+    /// Referrer domains that only spam analytics; a domain covers its subdomains. Hits they
+    /// refer are bots (`referrer_spam:<domain>`).
+    pub spam_referrers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -305,6 +315,15 @@ pub struct SiteConfig {
     /// bot on this site: its false positives, such as the site's own app.
     #[serde(default)]
     pub bot_exclusions: Vec<String>,
+    /// Count POST beacons that come without an `Origin` header, which browsers always send:
+    /// for a site that sends beacons from its servers or an app. Off: they are bots
+    /// (`transport:no_origin`).
+    #[serde(default)]
+    pub count_without_origin: bool,
+    /// Beacons from hosting networks (`[bots] hosting`) are bots on this site, not only
+    /// flagged: for a site no person visits through a cloud server or a corporate VPN there.
+    #[serde(default)]
+    pub exclude_hosting: bool,
 }
 
 fn default_cookie_name() -> String {
@@ -346,7 +365,11 @@ impl SiteConfig {
             routes: self.routes.clone(),
             prop_allowlist: self.prop_allowlist.clone(),
             error_templates: self.error_templates,
-            bot_exclusions,
+            bots: beacon::BotPolicy {
+                bot_exclusions,
+                count_without_origin: self.count_without_origin,
+                exclude_hosting: self.exclude_hosting,
+            },
         })
     }
 }
@@ -366,6 +389,7 @@ impl Config {
             &mut self.geoip.asn_db,
             &mut self.privacy.cookie_key_file,
             &mut self.bots.list,
+            &mut self.bots.hosting,
         ];
         for path in optional.into_iter().flatten().chain([&mut self.spool.dir]) {
             if path.is_relative() {
@@ -494,6 +518,20 @@ impl Config {
             }
         }
 
+        if self.bots.spam_referrers.len() > MAX_SPAM_REFERRERS {
+            p("bots.spam_referrers", &format!("at most {MAX_SPAM_REFERRERS} domains"));
+        }
+        for domain in &self.bots.spam_referrers {
+            if !is_domain(domain) {
+                p("bots.spam_referrers", &format!("{domain:?} is not a domain name such as \"darodar.com\""));
+            }
+        }
+        if self.bots.hosting.is_none() {
+            for site in self.sites.iter().filter(|s| s.exclude_hosting) {
+                p(&format!("sites[id = {:?}].exclude_hosting", site.id), "needs the hosting list ([bots] hosting)");
+            }
+        }
+
         if self.sites.iter().any(|s| s.cookie_mode)
             && let Err(problem) = self.privacy.cookie_key()
         {
@@ -508,6 +546,16 @@ impl Config {
         self.clickhouse.validate(&mut problems);
         problems
     }
+}
+
+/// A host name as URLs carry it (IDNs in punycode): dot-separated labels of letters, digits
+/// and hyphens, at least two of them.
+fn is_domain(domain: &str) -> bool {
+    let labels: Vec<&str> = domain.trim_end_matches('.').split('.').collect();
+    labels.len() >= 2
+        && labels
+            .iter()
+            .all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
 }
 
 fn check_param_names(key: &str, names: &[String], p: &mut impl FnMut(&str, &str)) {

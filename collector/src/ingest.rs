@@ -35,6 +35,8 @@ pub struct Arrival<'a> {
     /// The client's address (`trusted_proxies` applied).
     pub ip: IpAddr,
     pub headers: &'a HeaderMap,
+    /// A POST (`/api/event`) rather than the GIF's GET.
+    pub post: bool,
 }
 
 pub struct Ingest {
@@ -94,6 +96,7 @@ impl Ingest {
             cookie: site.rules.cookie_mode.then(|| cookie_value(headers, &site.cookie_name)).flatten(),
             do_not_track: beacon.do_not_track || header_is_one(headers, "dnt") || header_is_one(headers, "sec-gpc"),
             received_at: now,
+            post_without_origin: arrival.post && !headers.contains_key(header::ORIGIN),
         };
         let kind = beacon.kind.0;
         let outcome = self.pipeline.process(beacon, facts, &site.rules, Controls { keys, blocklist: &blocklist });
@@ -103,12 +106,12 @@ impl Ingest {
         let dropped =
             |reason: DropReason| self.metrics.beacons_dropped.with_label_values(&[reason.label(), site_id]).inc();
         match outcome {
-            Outcome::Store { rows, is_bot, ua_cache_hit } => {
+            Outcome::Store { rows, bot, ua_cache_hit } => {
                 self.sink.submit(EncodedBeacon::encode(rows)).await?;
                 let cache = if ua_cache_hit { CacheResult::Hit } else { CacheResult::Miss };
                 self.metrics.ua_cache_lookups.with_label_values(&[cache.label()]).inc();
-                if is_bot {
-                    self.metrics.bot_hits.inc();
+                if let Some(signal) = bot {
+                    self.metrics.bot_hits.with_label_values(&[signal.label()]).inc();
                 }
             }
             Outcome::DroppedDoNotTrack => dropped(DropReason::DoNotTrack),

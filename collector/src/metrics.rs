@@ -3,6 +3,7 @@
 //! ids): never an address, a cookie, a beacon's own string or a URL. Series of closed label
 //! sets are created at start, at 0, so dashboards and alerts see them before the first event.
 
+use beacon::Signal;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
@@ -21,7 +22,7 @@ pub struct Metrics {
     /// Accepted beacons deliberately not stored, by reason and site.
     pub beacons_dropped: IntCounterVec,
     /// Accepted beacons from crawlers (stored for troubleshooting only).
-    pub bot_hits: IntCounter,
+    pub bot_hits: IntCounterVec,
     /// User-Agent cache lookups, by result (hit/miss).
     pub ua_cache_lookups: IntCounterVec,
     /// Beacons waiting between handlers and the batcher.
@@ -108,7 +109,11 @@ impl Metrics {
                 "Accepted beacons not stored, by reason.",
                 &["reason", "site"],
             ),
-            bot_hits: counter("bot_hits_total", "Accepted beacons from crawlers."),
+            bot_hits: counter_vec(
+                "bot_hits_total",
+                "Accepted beacons kept out of the audience as bots, by the signal that told.",
+                &["signal"],
+            ),
             ua_cache_lookups: counter_vec("ua_cache_lookups_total", "User-Agent cache lookups.", &["result"]),
             sink_queue_beacons: gauge("sink_queue_beacons", "Beacons waiting for the batcher."),
             sink_queue_capacity_beacons: gauge("sink_queue_capacity_beacons", "Beacons the sink queue holds."),
@@ -165,6 +170,9 @@ impl Metrics {
     fn with_closed_series(self) -> Self {
         for outcome in RefreshOutcome::ALL {
             self.control_refreshes.with_label_values(&[outcome.label()]);
+        }
+        for signal in Signal::ALL {
+            self.bot_hits.with_label_values(&[signal.label()]);
         }
         for result in CacheResult::ALL {
             self.ua_cache_lookups.with_label_values(&[result.label()]);

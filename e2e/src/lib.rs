@@ -48,6 +48,11 @@ pub fn geoip_dir() -> PathBuf {
     std::env::var_os("WEBSTATS_TEST_GEOIP_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".work/geoip"))
 }
 
+/// What scripts/bots.sh fetched: the bot list, the hosting networks, the User-Agent corpora.
+pub fn bots_dir() -> PathBuf {
+    std::env::var_os("WEBSTATS_TEST_BOTS_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".work/bots"))
+}
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("e2e/ is inside the repository").to_owned()
 }
@@ -394,6 +399,15 @@ impl Drop for Install {
 
 /// The string value of `key` in `[section]` of a TOML text, for the simple files the harness
 /// writes (`key = "value"` on one line); the last one wins.
+/// `scheme://host[:port]` of a beacon body's `url`, if it is JSON with one.
+fn page_origin(body: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    let url = value.get("url")?.as_str()?;
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    (!authority.is_empty()).then(|| format!("{scheme}://{authority}"))
+}
+
 fn toml_string(text: &str, section: &str, key: &str) -> Option<String> {
     let mut current = "";
     let mut found = None;
@@ -520,8 +534,20 @@ impl Collector {
         Reply { status: response.status().as_u16(), headers: response.headers().clone(), body }
     }
 
-    /// POSTs a beacon as `text/plain`, as sendBeacon does.
+    /// POSTs a beacon as `text/plain` with the `Origin` of its page, as a browser's sendBeacon
+    /// does; `headers` may name another `Origin`. A POST without one is a bot
+    /// (`transport:no_origin`): [`Self::beacon_without_origin`] sends that.
     pub fn beacon(&self, body: &str, headers: &[(&str, &str)]) -> Reply {
+        let origin = page_origin(body);
+        let named = headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("origin"));
+        let mut all: Vec<(&str, &str)> =
+            origin.as_deref().filter(|_| !named).map(|o| ("origin", o)).into_iter().collect();
+        all.extend_from_slice(headers);
+        self.beacon_without_origin(body, &all)
+    }
+
+    /// POSTs a beacon as `text/plain` with `headers` only, as a server or an app would.
+    pub fn beacon_without_origin(&self, body: &str, headers: &[(&str, &str)]) -> Reply {
         let mut all = vec![("content-type", "text/plain;charset=UTF-8")];
         all.extend_from_slice(headers);
         self.request("POST", "/api/event", &all, Some(body.as_bytes()))

@@ -57,11 +57,15 @@ id = "cookies"
 allowed_hosts = ["shop.test"]
 cookie_mode = true
 cookie_days = {COOKIE_DAYS}
+
+[[sites]]
+id = "automated"
+allowed_hosts = ["shop.test"]
 "#
     )
 }
 
-const SITE_IDS: [&str; 6] = ["shop", "gpc", "gpcdrop", "optout", "links", "cookies"];
+const SITE_IDS: [&str; 7] = ["shop", "gpc", "gpcdrop", "optout", "links", "cookies", "automated"];
 
 /// The statement of the error page that throws on a click: `error_line` is its line.
 const BOOM: &str = "throw new Error('e2e boom')";
@@ -128,10 +132,12 @@ fn page(collector_port: u16, target: &str) -> Option<String> {
         ),
         _ => format!("<p>Page {name} of the test shop.</p>\n<a id=\"next\" href=\"/{site}/home\">Home</a>\n"),
     };
+    // Every site but `automated` counts this automated browser as a visitor.
+    let webdriver = if site == "automated" { "" } else { " data-webdriver" };
     let tracking = if site == "links" { " data-outbound data-downloads" } else { "" };
     Some(format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{site} {name}</title>\n{before}\
-         <script defer src=\"http://127.0.0.1:{collector_port}/script.js\" data-site=\"{site}\" data-webdriver{tracking}></script>\n\
+         <script defer src=\"http://127.0.0.1:{collector_port}/script.js\" data-site=\"{site}\"{webdriver}{tracking}></script>\n\
          </head>\n<body>\n<h1>{name}</h1>\n{body}</body>\n</html>\n"
     ))
 }
@@ -466,6 +472,26 @@ fn global_privacy_control_is_counted_anonymously_or_sends_nothing_as_the_site_sa
     assert_eq!(w.beacon_requests() - before, 2.0, "the control's pageview and timing, nothing from the GPC page");
     // The GPC page sent nothing at all, so the collector dropped nothing more.
     assert_eq!(dropped(), 2.0);
+    w.done();
+}
+
+/// Without `data-webdriver` the snippet reports the automation it sees (chromedriver sets
+/// `navigator.webdriver`): the collector keeps the beacon out of the audience and says why.
+/// The control, a site with `data-webdriver`, shows that the same browser's beacons carry what
+/// browsers send (an `Origin`), so that no other signal fires.
+#[test]
+fn an_automated_browser_is_kept_out_of_the_audience_with_its_reason() {
+    let w = World::start("browser_automated");
+    w.open("/automated/home");
+    w.open("/shop/control");
+    let control =
+        w.wait_rows("SELECT path, is_bot, bot_reason FROM {trouble} WHERE site = 'shop' AND type = 'pageview'", 1);
+    assert_eq!(control, [json!({"path": "/shop/control", "is_bot": 0, "bot_reason": ""})]);
+    w.wait_rows("SELECT path FROM {audience} WHERE site = 'shop'", 1);
+    let automated =
+        w.wait_rows("SELECT path, is_bot, bot_reason FROM {trouble} WHERE site = 'automated' AND type = 'pageview'", 1);
+    assert_eq!(automated, [json!({"path": "/automated/home", "is_bot": 1, "bot_reason": "automation:webdriver"})]);
+    assert_eq!(w.rows("SELECT path FROM {audience} WHERE site = 'automated'"), [] as [Value; 0]);
     w.done();
 }
 

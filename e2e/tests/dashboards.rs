@@ -227,6 +227,7 @@ fn troubleshooting(day: u16) -> Vec<Beacon> {
         b.push(
             at("pageview", v)
                 .with("is_bot", json!(1))
+                .with("bot_reason", json!("list:Googlebot\\/"))
                 .with("user_agent", json!("Googlebot/2.1"))
                 .with("asn", json!(15169))
                 .with("as_org", json!("Google")),
@@ -373,8 +374,8 @@ fn panels_answer_exactly_on_seeded_data() {
     // One panel of each troubleshooting row.
     assert!(close(n(&panel("webstats-troubleshooting / Bot share")[0], "Bot share"), 2.0 / 23.0));
     assert_eq!(
-        rows("webstats-troubleshooting / Top bot User-Agents", &["User-Agent", "Beacons"]),
-        [["Googlebot/2.1", "2"]]
+        rows("webstats-troubleshooting / Top bot User-Agents", &["User-Agent", "Reason", "Bot", "Beacons"]),
+        [["Googlebot/2.1", "list:Googlebot\\/", "1", "2"]]
     );
     assert_eq!(
         rows("webstats-troubleshooting / Top error messages", &["Message", "Errors", "Visitors"]),

@@ -195,6 +195,7 @@ fn send(agent: &ureq::Agent, url: &str, n: u64, started: Instant) -> Answer {
     let result = agent
         .post(url)
         .header("content-type", "text/plain;charset=UTF-8")
+        .header("origin", "https://f.example.ru")
         .header("user-agent", UA)
         .header("x-forwarded-for", &ip)
         .send(beacon_body(n));

@@ -61,9 +61,11 @@ fn get(target: &[u8]) -> Vec<u8> {
     head(&[b"GET ", target, b" HTTP/1.1"].concat(), "")
 }
 
-/// A POST to /api/event with `headers` and `body`, its Content-Length set.
+/// A POST to /api/event with `headers` and `body`, its Content-Length set, and the `Origin` a
+/// browser sends (without it, an accepted beacon would be a bot).
 fn post(headers: &str, body: &[u8]) -> Vec<u8> {
-    let mut request = head(b"POST /api/event HTTP/1.1", &format!("{headers}Content-Length: {}\r\n", body.len()));
+    let headers = format!("Origin: https://shop.example.ru\r\n{headers}Content-Length: {}\r\n", body.len());
+    let mut request = head(b"POST /api/event HTTP/1.1", &headers);
     request.extend_from_slice(body);
     request
 }

@@ -163,7 +163,12 @@ fn gif_gzip_snippet_and_cors_follow_the_contract() {
     let zipped = c.request(
         "POST",
         "/api/event",
-        &[("content-type", "application/json"), ("content-encoding", "gzip"), ("user-agent", UA)],
+        &[
+            ("content-type", "application/json"),
+            ("content-encoding", "gzip"),
+            ("user-agent", UA),
+            ("origin", "https://lk.example.com"),
+        ],
         Some(&body),
     );
     assert_eq!(zipped.status, 202, "{}", zipped.text());

@@ -265,6 +265,14 @@ fn migrate_is_idempotent_and_rows_match_the_tables() {
     );
     assert_eq!(sql_u64(&format!("SELECT count() FROM {}_meta.salts", install.prefix)), 2);
 
+    // A run interrupted before it recorded anything repeats every statement: each is
+    // repeatable (`IF NOT EXISTS`, and an `ADD COLUMN` whose column exists is skipped).
+    install.sql(&format!("TRUNCATE TABLE {}_admin.schema_migrations", install.prefix));
+    let again = install.aggregator(&["migrate"]);
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(stdout.contains(&format!("applied: {versions:?}; already applied: []")), "{stdout}");
+
     // RowBinary is positional: the row types must list the tables' columns in order.
     let columns = |table: &str| -> Vec<String> {
         sql_rows(&format!("DESCRIBE TABLE {table}")).iter().map(|r| r["name"].as_str().unwrap().to_owned()).collect()

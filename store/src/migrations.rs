@@ -33,6 +33,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 3, name: "roles", sql: include_str!("../migrations/0003_roles.sql") },
     Migration { version: 4, name: "visits", sql: include_str!("../migrations/0004_visits.sql") },
     Migration { version: 5, name: "erasures", sql: include_str!("../migrations/0005_erasures.sql") },
+    Migration { version: 6, name: "bot_reason", sql: include_str!("../migrations/0006_bot_reason.sql") },
 ];
 
 /// Splits a migration into statements: drops `--` comment lines and splits on a `;` that ends
@@ -59,9 +60,36 @@ pub fn split_statements(sql: &str) -> Vec<String> {
     statements
 }
 
+/// `(database, table, column)` of an `ALTER TABLE db.table ADD COLUMN column ...` statement.
+/// ClickHouse 18.16 has no `ADD COLUMN IF NOT EXISTS`, so the migrator asks `system.columns`
+/// first: that keeps such a statement repeatable like the others.
+pub fn added_column(statement: &str) -> Option<(&str, &str, &str)> {
+    let mut words = statement.split_whitespace();
+    let keywords = ["ALTER", "TABLE"];
+    if !keywords.iter().all(|k| words.next().is_some_and(|w| w.eq_ignore_ascii_case(k))) {
+        return None;
+    }
+    let (database, table) = words.next()?.split_once('.')?;
+    let add = ["ADD", "COLUMN"];
+    if !add.iter().all(|k| words.next().is_some_and(|w| w.eq_ignore_ascii_case(k))) {
+        return None;
+    }
+    Some((database, table, words.next()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_the_column_an_alter_adds() {
+        let sql = "ALTER TABLE p_troubleshooting.events ADD COLUMN bot_reason String";
+        assert_eq!(added_column(sql), Some(("p_troubleshooting", "events", "bot_reason")));
+        assert_eq!(added_column("alter table a.b add column c UInt8 DEFAULT 1"), Some(("a", "b", "c")));
+        assert_eq!(added_column("ALTER TABLE a.b DROP COLUMN c"), None);
+        assert_eq!(added_column("CREATE TABLE a.b (c String)"), None);
+        assert_eq!(added_column("ALTER TABLE b ADD COLUMN c String"), None);
+    }
 
     #[test]
     fn versions_are_strictly_increasing() {

@@ -93,7 +93,17 @@ impl AudienceRow {
     }
 }
 
+impl AudienceRow {
+    /// RowBinary defaults of the columns appended since the table's first shape, oldest first.
+    pub const APPENDED_DEFAULTS: &'static [&'static [u8]] = &[];
+}
+
 impl TroubleshootingRow {
+    /// RowBinary defaults of the columns appended since the table's first shape, oldest first:
+    /// a row an older build spooled gets the ones it lacks (`Table::upgrade` in the collector).
+    /// Migration 0006: `bot_reason`, an empty String.
+    pub const APPENDED_DEFAULTS: &'static [&'static [u8]] = &[&[0]];
+
     /// The subject of an encoded troubleshooting row (`date`, `ts`, `site`, `type`, `is_bot`,
     /// `visitor_id`, `cookie_id` lead); `None` when the bytes are too short or the site is not
     /// UTF-8.
@@ -143,6 +153,9 @@ pub struct TroubleshootingRow {
     pub error_line: u32,
     pub error_col: u32,
     pub error_stack: String,
+    /// Why the beacon counts as a bot, or is flagged (`hosting:`), as `<signal>:<detail>`;
+    /// empty when no signal matched (docs/privacy.md, Bots). Appended by migration 0006.
+    pub bot_reason: String,
 }
 
 /// `<prefix>_meta.salts`: one 32-byte random salt per rotation period `[start, end)`.
@@ -330,6 +343,7 @@ mod tests {
             error_line: 0,
             error_col: 0,
             error_stack: text(""),
+            bot_reason: text("list:Googlebot"),
         }
     }
 

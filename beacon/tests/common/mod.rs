@@ -6,7 +6,7 @@
 use std::sync::LazyLock;
 
 use beacon::{
-    AgentParser, Blocklist, Controls, DoNotTrack, GeoDb, Outcome, Pipeline, RequestFacts, Routes, Site,
+    AgentParser, Blocklist, Controls, DoNotTrack, GeoDb, Outcome, Pipeline, RequestFacts, Routes, Signals, Site,
     from_json as parse_beacon,
 };
 use store::{
@@ -48,6 +48,7 @@ pub static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
         pipeline: Pipeline {
             agents: AgentParser::new(1_024, &[] as &[&str]),
             geo: GeoDb::open(None, None).expect("no GeoIP databases"),
+            signals: Signals::default(),
             cookie_key: CookieKey::from_material(&[9; 32]),
             ipv4_prefix_len: 24,
             ipv6_prefix_len: 48,
@@ -167,6 +168,7 @@ pub fn stored_strings<'a>(
         error_line: _,
         error_col: _,
         error_stack,
+        bot_reason,
     }) = troubleshooting
     {
         for (field, value) in [
@@ -190,6 +192,7 @@ pub fn stored_strings<'a>(
             ("error_message", error_message),
             ("error_source", error_source),
             ("error_stack", error_stack),
+            ("bot_reason", bot_reason),
         ] {
             out.push((format!("troubleshooting.{field}"), value));
         }

@@ -5,7 +5,10 @@
 
 use std::{hint::black_box, net::IpAddr, path::Path};
 
-use beacon::{AgentParser, Blocklist, Controls, EncodedBeacon, GeoDb, Outcome, Pipeline, RequestFacts, Routes, Site};
+use beacon::{
+    AgentParser, Blocklist, Controls, EncodedBeacon, GeoDb, HostingNetworks, Outcome, Pipeline, RequestFacts, Routes,
+    Signals, Site, SpamReferrers, signals::Evidence,
+};
 use criterion::{Criterion, criterion_group, criterion_main};
 use store::pseudonym::{CookieKey, SaltKeys};
 
@@ -26,9 +29,12 @@ fn pipeline() -> Pipeline {
     let list = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.work/bots/crawler-user-agents.json");
     let agents = AgentParser::new(20_000, &[] as &[&str]);
     let agents = if list.is_file() { agents.with_list(beacon::BotList::open(&list).unwrap()) } else { agents };
+    let hosting = list.with_file_name("cloud_providers.json");
+    let hosting = if hosting.is_file() { HostingNetworks::open(&hosting).unwrap() } else { HostingNetworks::default() };
     Pipeline {
         agents,
         geo: if present { GeoDb::open(Some(&country), Some(&asn)).unwrap() } else { GeoDb::open(None, None).unwrap() },
+        signals: Signals { hosting, spam_referrers: SpamReferrers::new(&["darodar.com", "semalt.com"]) },
         cookie_key: CookieKey::from_material(&[7; 32]),
         ipv4_prefix_len: 24,
         ipv6_prefix_len: 48,
@@ -53,6 +59,7 @@ fn facts(ua: &str) -> RequestFacts<'_> {
         cookie: Some("0f3c9a2e-7d41-4b8e-9c55-2a1d6e0b7f13"),
         do_not_track: false,
         received_at: 1_764_000_000,
+        post_without_origin: false,
     }
 }
 
@@ -120,6 +127,20 @@ fn benches(c: &mut Criterion) {
     group.bench_function("visitor_id", |b| b.iter(|| black_box(keys.visitor_id("portal", black_box(ip), UA))));
     group.bench_function("geo_lookup", |b| b.iter(|| black_box(pipeline.geo.lookup(black_box(ip)))));
     group.bench_function("agent_cached", |b| b.iter(|| black_box(pipeline.agents.parse(black_box(UA)))));
+    // The signals after the User-Agent run for every beacon, cached agent or not: here all of
+    // them are asked (a browser, no hint, a referrer, an address in a listed network).
+    let (agent, _) = pipeline.agents.parse(UA);
+    let evidence = Evidence { automation: None, post_without_origin: false, referrer_host: "yandex.ru", asn: 13238 };
+    group.bench_function("bot_verdict", |b| {
+        b.iter(|| {
+            black_box(pipeline.signals.verdict(
+                &agent,
+                |i| pipeline.agents.list_pattern(i),
+                black_box(evidence),
+                &site.bots,
+            ))
+        })
+    });
     group.finish();
 }
 

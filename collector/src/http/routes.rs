@@ -100,7 +100,7 @@ async fn post_beacon(state: &State, request: Request<Incoming>) -> Result<Respon
     let gzip = body_encoding(&parts.headers)?;
     let body = read_body(body, gzip).await?;
     let beacon = beacon::from_json(&body)?;
-    state.ingest.accept(beacon, Arrival { ip, headers: &parts.headers }).await?;
+    state.ingest.accept(beacon, Arrival { ip, headers: &parts.headers, post: true }).await?;
     let mut response = respond::empty(StatusCode::ACCEPTED);
     // Accepted, so any Origin sent is an allowed host of the beacon's site.
     if let Some(origin) = parts.headers.get(header::ORIGIN) {
@@ -113,7 +113,7 @@ async fn gif_beacon(state: &State, request: Request<Incoming>) -> Result<Respons
     let (parts, _body) = request.into_parts();
     let ip = admit(state, &parts)?;
     let beacon = beacon::from_query(parts.uri.query().unwrap_or_default())?;
-    state.ingest.accept(beacon, Arrival { ip, headers: &parts.headers }).await?;
+    state.ingest.accept(beacon, Arrival { ip, headers: &parts.headers, post: false }).await?;
     let mut response = Response::new(Full::new(Bytes::from_static(TRANSPARENT_GIF)));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/gif"));

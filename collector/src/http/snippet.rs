@@ -19,7 +19,7 @@ const SOURCE: &str = include_str!("../../../snippet/script.min.js");
 const SITES_PLACEHOLDER: &str = "__WEBSTATS_SITES__";
 /// The snippet's budget, gzipped.
 #[cfg(test)]
-const MAX_GZIP_BYTES: usize = 2048;
+const MAX_GZIP_BYTES: usize = 2176;
 
 pub struct Snippet {
     plain: Bytes,

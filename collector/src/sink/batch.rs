@@ -2,6 +2,8 @@
 //! the sink, the spool and the inserts move opaque bytes, so a row costs its encoded size in
 //! memory and on disk, and a replayed batch is byte-for-byte the batch first tried.
 
+use std::borrow::Cow;
+
 pub use beacon::EncodedBeacon;
 use store::{AudienceRow, RowSubject, TroubleshootingRow, rowbinary};
 
@@ -31,6 +33,45 @@ impl Table {
         self as usize
     }
 
+    /// The table's columns in order: what its row type encodes.
+    pub fn columns(self) -> &'static [&'static str] {
+        match self {
+            Table::Audience => <AudienceRow as clickhouse::Row>::COLUMN_NAMES,
+            Table::Troubleshooting => <TroubleshootingRow as clickhouse::Row>::COLUMN_NAMES,
+        }
+    }
+
+    /// A row in this table's current shape. A row an older build spooled, before a column was
+    /// appended, lacks that column's bytes: it gets the defaults it lacks (`APPENDED_DEFAULTS`).
+    /// A row that decodes neither way is returned as it is (its insert will tell).
+    pub fn upgrade(self, row: &[u8]) -> Cow<'_, [u8]> {
+        let appended = match self {
+            Table::Audience => AudienceRow::APPENDED_DEFAULTS,
+            Table::Troubleshooting => TroubleshootingRow::APPENDED_DEFAULTS,
+        };
+        if appended.is_empty() || self.decodes_whole(row) {
+            return Cow::Borrowed(row);
+        }
+        (1..=appended.len())
+            .map(|lacking| [row, &appended[appended.len() - lacking..].concat()].concat())
+            .find(|upgraded| self.decodes_whole(upgraded))
+            .map_or(Cow::Borrowed(row), Cow::Owned)
+    }
+
+    /// Whether `row` is exactly one row of this table's current type.
+    fn decodes_whole(self, row: &[u8]) -> bool {
+        let mut input = row;
+        self.decode_one(&mut input) && input.is_empty()
+    }
+
+    /// Reads one row of this table's current type off the front of `input`.
+    fn decode_one(self, input: &mut &[u8]) -> bool {
+        match self {
+            Table::Audience => rowbinary::decode::<AudienceRow>(input).is_ok(),
+            Table::Troubleshooting => rowbinary::decode::<TroubleshootingRow>(input).is_ok(),
+        }
+    }
+
     /// Whom an encoded row of this table is about, from its leading columns; `None` when they
     /// do not decode.
     pub fn subject_of(self, row: &[u8]) -> Option<RowSubject<'_>> {
@@ -48,11 +89,7 @@ impl Table {
         let mut out = Vec::with_capacity((rows as usize).min(bytes.len()));
         for _ in 0..rows {
             let before = input;
-            let decoded = match self {
-                Table::Audience => rowbinary::decode::<AudienceRow>(&mut input).map(drop),
-                Table::Troubleshooting => rowbinary::decode::<TroubleshootingRow>(&mut input).map(drop),
-            };
-            decoded.ok()?;
+            self.decode_one(&mut input).then_some(())?;
             out.push(&before[..before.len() - input.len()]);
         }
         input.is_empty().then_some(out)

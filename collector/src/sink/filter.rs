@@ -182,6 +182,7 @@ pub(super) mod sample {
             error_line: 1,
             error_col: 2,
             error_stack: s(""),
+            bot_reason: s(""),
         };
         let mut out = Vec::new();
         rowbinary::encode(&row, &mut out).unwrap();

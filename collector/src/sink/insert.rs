@@ -13,7 +13,7 @@ use bytes::Bytes;
 use clickhouse::{Client, error::Error as ChError};
 use store::Databases;
 
-use super::batch::Batch;
+use super::batch::{Batch, Table};
 use crate::metrics::{InsertOutcome, Metrics, RowOutcome};
 
 pub(super) enum InsertError {
@@ -24,8 +24,10 @@ pub(super) enum InsertError {
 
 pub(super) struct Inserter {
     client: Client,
-    /// `<prefix>_ingest.<table>`, by [`Table::index`](super::Table::index).
-    tables: [String; 2],
+    /// `INSERT INTO <prefix>_ingest.<table> (<columns>) FORMAT RowBinary`, by
+    /// [`Table::index`]. Naming the columns lets a column be appended to
+    /// a table before every collector encodes it (docs/operations.md, upgrades).
+    statements: [String; 2],
     timeout: Duration,
     /// Cleared when the server does not know `insert_deduplication_token` (before 22.2).
     send_token: AtomicBool,
@@ -43,7 +45,13 @@ impl Inserter {
     pub(super) fn new(client: Client, databases: &Databases, timeout: Duration, metrics: Arc<Metrics>) -> Self {
         Self {
             client,
-            tables: [databases.ingest_audience(), databases.ingest_troubleshooting()],
+            statements: Table::ALL.map(|table| {
+                let name = match table {
+                    Table::Audience => databases.ingest_audience(),
+                    Table::Troubleshooting => databases.ingest_troubleshooting(),
+                };
+                format!("INSERT INTO {name} ({}) FORMAT RowBinary", table.columns().join(", "))
+            }),
             timeout,
             send_token: AtomicBool::new(true),
             healthy: AtomicBool::new(true),
@@ -92,10 +100,9 @@ impl Inserter {
     }
 
     async fn insert_once(&self, batch: &Batch, token: Option<&str>) -> Result<(), ChError> {
-        let table = &self.tables[batch.table.index()];
         let mut insert = self
             .client
-            .insert_formatted_with(format!("INSERT INTO {table} FORMAT RowBinary"))
+            .insert_formatted_with(self.statements[batch.table.index()].as_str())
             .with_timeouts(Some(self.timeout), Some(self.timeout));
         if let Some(token) = token {
             insert = insert.with_setting("insert_deduplication_token", token);

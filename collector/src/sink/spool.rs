@@ -615,7 +615,7 @@ fn push_record(table: Table, record: &Record<'_>, batch: &mut Batch) {
     for length in lengths.chunks_exact(4) {
         // The lengths add up to the body's size (`parse_record`), so this always splits.
         let Some((row, rest)) = body.split_at_checked(le_u32(length) as usize) else { break };
-        batch.push(row);
+        batch.push(&table.upgrade(row));
         body = rest;
     }
 }
@@ -693,6 +693,22 @@ mod tests {
 
     fn rows_of(replay: &Replay) -> Vec<&[u8]> {
         replay.batch.split().expect("rows told apart").collect()
+    }
+
+    /// A row spooled by a build before migration 0006 lacks `bot_reason`: the replay appends
+    /// its empty default, so the insert, which names today's columns, stays aligned.
+    #[test]
+    fn a_row_of_an_older_shape_gets_the_appended_columns_defaults() {
+        let today = troubleshooting_row("lk", 1_700_000_000, 1, 2);
+        assert_eq!(today.last(), Some(&0), "an empty bot_reason ends the row");
+        let older = &today[..today.len() - 1];
+        let opaque: &[u8] = b"not a row";
+        let data = segment(&[record(&[older, &today, opaque])]);
+        let replay = decode_segment(Table::Troubleshooting, &data);
+        assert_eq!(rows_of(&replay), [today.as_slice(), &today, opaque]);
+        let audience = audience_row("lk", 1_700_000_000, 1, 2);
+        let replay = decode_segment(Table::Audience, &segment(&[record(&[&audience])]));
+        assert_eq!(rows_of(&replay), [audience.as_slice()]);
     }
 
     #[test]
