@@ -2,10 +2,14 @@
 # Run a local ClickHouse server for tests and the demo, with config/clickhouse/ and its own
 # data directory .work/clickhouse/NAME/data (logs in .work/clickhouse/NAME/log).
 #
-# usage: clickhouse.sh start|stop|status|wait [--name NAME] [--http-port P] [--tcp-port P]
+# usage: clickhouse.sh start|stop|kill|status|wait [--name NAME] [--http-port P] [--tcp-port P]
+#                      [--interserver-port P]
 #   start   install clickhouse-server if missing, start it in the background, wait until it
-#           answers; prints the data directory on stdout. A no-op if already running.
+#           answers; prints the data directory on stdout. A no-op if already running. Files in
+#           .work/clickhouse/NAME/config.d/ are merged over config/clickhouse/config.xml (a
+#           cluster node's, written by scripts/cluster.sh).
 #   stop    SIGTERM, then SIGKILL after 30 s. A no-op if not running.
+#   kill    SIGKILL at once (fault tests).
 #   status  prints "running pid=... http=... tcp=... dir=..." (exit 0) or "stopped" (exit 1).
 #   wait    waits up to 60 s until `SELECT 1` answers over HTTP.
 # Defaults: NAME=default, HTTP port 18123, TCP port 19000. Different names can run side by
@@ -14,16 +18,17 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-usage() { sed -n '2,12s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,16s/^# \{0,1\}//p' "$0"; }
 
 cmd="${1:-}"
 [ $# -gt 0 ] && shift
-name=default http_port="" tcp_port=""
+name=default http_port="" tcp_port="" interserver_port=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --name) name="$2"; shift 2 ;;
         --http-port) http_port="$2"; shift 2 ;;
         --tcp-port) tcp_port="$2"; shift 2 ;;
+        --interserver-port) interserver_port="$2"; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; exit 2 ;;
     esac
@@ -31,18 +36,19 @@ done
 
 DIR="$WORK/clickhouse/$name"
 PIDFILE="$DIR/server.pid"
-PORTFILE="$DIR/ports"  # "HTTP TCP" of the running server, so wait/status need no flags
+PORTFILE="$DIR/ports"  # "HTTP TCP [INTERSERVER]" of the server, so later calls need no flags
 START_TIMEOUT=60
 STOP_TIMEOUT=30
 
 # Ports: flags win, then those the server was started with, then the defaults.
-if [ -f "$PORTFILE" ]; then read -r saved_http saved_tcp < "$PORTFILE"; fi
+if [ -f "$PORTFILE" ]; then read -r saved_http saved_tcp saved_interserver < "$PORTFILE"; fi
 http_port="${http_port:-${saved_http:-18123}}"
 tcp_port="${tcp_port:-${saved_tcp:-19000}}"
+interserver_port="${interserver_port:-${saved_interserver:-}}"
 
-# running_pid: print the server's pid if it runs on this data directory. The cmdline check
-# guards against a stale pid file whose pid now belongs to another process.
-running_pid() { pid_of "$PIDFILE" "--path=$DIR/data/"; }
+# What the server's command line holds, so that a stale pid file cannot name another process.
+MARKER="--path=$DIR/data/"
+running_pid() { pid_of "$PIDFILE" "$MARKER"; }
 
 # secrets: $DIR/secrets.env holds the admin password (created once, mode 600); the users file
 # the server reads is the template with that password's hash.
@@ -107,51 +113,40 @@ start() {
     local bin port
     bin="$(server_binary)" || die "clickhouse-server not found after installing it"
     # Checked up front: otherwise another server on the port could answer wait_ready for us.
-    for port in "$http_port" "$tcp_port"; do
+    for port in "$http_port" "$tcp_port" $interserver_port; do
         port_free "$port" || die "port $port is in use (another server? see --name, --http-port, --tcp-port)"
     done
     mkdir -p "$DIR/data/tmp" "$DIR/data/user_files" "$DIR/data/format_schemas" "$DIR/log"
     ensure_secrets
-    log "starting ClickHouse: http=$http_port tcp=$tcp_port dir=$DIR"
-    # Everything per-run is overridden here, so one config file serves every data directory.
-    nohup "$bin" --config-file="$ROOT/config/clickhouse/config.xml" -- \
+    log "starting ClickHouse: http=$http_port tcp=$tcp_port${interserver_port:+ interserver=$interserver_port} dir=$DIR"
+    # Everything per-run is overridden here, so one config file serves every data directory. A
+    # copy in the run directory, so that the server merges that directory's config.d/.
+    cp "$ROOT/config/clickhouse/config.xml" "$DIR/config.xml"
+    local extra=()
+    [ -n "$interserver_port" ] && extra+=(--interserver_http_port="$interserver_port")
+    nohup "$bin" --config-file="$DIR/config.xml" -- \
         --path="$DIR/data/" --tmp_path="$DIR/data/tmp/" \
         --user_files_path="$DIR/data/user_files/" \
         --format_schema_path="$DIR/data/format_schemas/" \
         --logger.log="$DIR/log/server.log" --logger.errorlog="$DIR/log/err.log" \
-        --http_port="$http_port" --tcp_port="$tcp_port" --users_config="$DIR/users.xml" \
+        --http_port="$http_port" --tcp_port="$tcp_port" --users_config="$DIR/users.xml" "${extra[@]}" \
         </dev/null >"$DIR/log/stdout.log" 2>&1 &
     echo $! > "$PIDFILE"
-    echo "$http_port $tcp_port" > "$PORTFILE"
+    echo "$http_port $tcp_port $interserver_port" > "$PORTFILE"
     wait_ready || { stop; exit 1; }
     echo "$DIR/data"
 }
 
-stop() {
-    local pid
-    if ! pid="$(running_pid)"; then
-        rm -f "$PIDFILE"
-        log "not running"
-        return 0
-    fi
-    stop_process "$pid" "$STOP_TIMEOUT"
-    rm -f "$PIDFILE"
-    log "stopped"
-}
+stop() { stop_pidfile "$PIDFILE" "$MARKER" "$STOP_TIMEOUT"; }
 
-status() {
-    local pid
-    if pid="$(running_pid)"; then
-        echo "running pid=$pid http=$http_port tcp=$tcp_port dir=$DIR"
-    else
-        echo "stopped"
-        return 1
-    fi
-}
+kill_now() { kill_pidfile "$PIDFILE" "$MARKER"; }
+
+status() { pidfile_status "$PIDFILE" "$MARKER" "http=$http_port tcp=$tcp_port dir=$DIR"; }
 
 case "$cmd" in
     start) start ;;
     stop) stop ;;
+    kill) kill_now ;;
     status) status ;;
     wait) wait_ready ;;
     -h|--help) usage ;;

@@ -129,6 +129,38 @@ stop_process() {
     fi
 }
 
+# stop_pidfile PIDFILE MARKER SECONDS: stop the server PIDFILE names (see pid_of) with
+# stop_process, if it runs, and remove PIDFILE.
+stop_pidfile() {
+    local pid
+    if pid="$(pid_of "$1" "$2")"; then
+        stop_process "$pid" "$3"
+        log "stopped"
+    else
+        log "not running"
+    fi
+    rm -f "$1"
+}
+
+# pidfile_status PIDFILE MARKER DETAILS: print "running pid=PID DETAILS" (exit 0) or "stopped"
+# (exit 1).
+pidfile_status() {
+    local pid
+    pid="$(pid_of "$1" "$2")" || { echo "stopped"; return 1; }
+    echo "running pid=$pid $3"
+}
+
+# kill_pidfile PIDFILE MARKER: SIGKILL the server PIDFILE names, if it runs, wait until it is
+# gone (fault tests), and remove PIDFILE.
+kill_pidfile() {
+    local pid
+    if pid="$(pid_of "$1" "$2")"; then
+        kill -KILL "$pid" 2>/dev/null || true
+        while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    fi
+    rm -f "$1"
+}
+
 # free_port: print a TCP port on 127.0.0.1 that was free a moment ago.
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -152,6 +184,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     echo "lib.sh is sourced by the other scripts: source scripts/lib.sh; then use"
     echo "  \$ROOT \$WORK \$VENV, log MSG, die MSG, ensure_apt PKG..., ensure_venv, ensure_python, random_secret,"
     echo "  install_roles CH_NAME PREFIX AGGREGATOR CONFIG, pid_of PIDFILE MARKER, stop_process PID SECONDS,"
+    echo "  stop_pidfile PIDFILE MARKER SECONDS, kill_pidfile PIDFILE MARKER, pidfile_status PIDFILE MARKER DETAILS,"
     echo "  free_port, port_free PORT"
     exit 0
 fi

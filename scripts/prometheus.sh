@@ -31,7 +31,9 @@ done
 DIR="$WORK/prometheus/$name"
 PIDFILE="$DIR/prometheus.pid"
 
-running_pid() { pid_of "$PIDFILE" "--storage.tsdb.path=$DIR/data"; }
+# What the server's command line holds, so that a stale pid file cannot name another process.
+MARKER="--storage.tsdb.path=$DIR/data"
+running_pid() { pid_of "$PIDFILE" "$MARKER"; }
 
 start() {
     if running_pid >/dev/null; then
@@ -61,16 +63,7 @@ start() {
     done
 }
 
-stop() {
-    local pid
-    if ! pid="$(running_pid)"; then
-        rm -f "$PIDFILE"
-        return 0
-    fi
-    stop_process "$pid" 15
-    rm -f "$PIDFILE"
-    log "stopped"
-}
+stop() { stop_pidfile "$PIDFILE" "$MARKER" 15; }
 
 case "$cmd" in
     start) start ;;

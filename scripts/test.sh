@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: sets up real components and runs every test.
-#   1. Chromium, chromedriver and Prometheus (apt), GeoIP databases (scripts/geoip.sh), the bot
-#      list and User-Agent corpora (scripts/bots.sh) and the Python venv (chdb-core)
+#   1. Chromium, chromedriver, Prometheus and ZooKeeper (apt), GeoIP databases
+#      (scripts/geoip.sh), the bot lists and User-Agent corpora (scripts/bots.sh) and the Python
+#      venv (chdb-core)
 #   2. a ClickHouse 18.16 server of its own, fresh data directory, free ports
 #   3. checks formatting and lints and the minified snippet (scripts/snippet.sh --check), builds
 #      the workspace, checks the schema on current ClickHouse (scripts/chdb-check.sh)
@@ -11,7 +12,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 case "${1:-}" in
-    -h|--help) sed -n '2,9s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,10s/^# \{0,1\}//p' "$0"; exit 0 ;;
     --) shift ;;
 esac
 
@@ -21,8 +22,9 @@ ensure_python
 # The snippet's end-to-end test drives real headless Chromium through chromedriver
 # (e2e/tests/browser.rs); both come from one Debian source package, so their versions match.
 # The collector-health dashboard and the alerts are tested on Prometheus and promtool
-# (e2e/tests/collector_health.rs).
-ensure_apt chromium chromium-driver prometheus
+# (e2e/tests/collector_health.rs). The cluster tests start ZooKeeper from its jar, with Java
+# (e2e/tests/cluster.rs, scripts/cluster.sh).
+ensure_apt chromium chromium-driver prometheus zookeeper default-jre-headless
 
 "$ROOT/scripts/geoip.sh"
 "$ROOT/scripts/bots.sh"

@@ -1,15 +1,18 @@
 //! `aggregator migrate`: applies the versioned migrations of the `store` crate, recording each
 //! in `<prefix>_admin.schema_migrations` with a checksum. Idempotent: applied versions are
 //! skipped, and every statement is `IF NOT EXISTS` (an `ADD COLUMN` is skipped when the column
-//! exists) so a run interrupted mid-migration can be repeated.
+//! exists) so a run interrupted mid-migration can be repeated. On a cluster every statement
+//! runs `ON CLUSTER` in its cluster form (`store::cluster`).
 
 use clickhouse::Client;
-use store::{BOOTSTRAP, Databases, MIGRATIONS, Migration, MigrationRow, added_column, split_statements};
+use store::{BOOTSTRAP, Databases, MIGRATIONS, Migration, MigrationRow, added_column, cluster, split_statements};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
     #[error("ClickHouse refused {what}: {source}")]
     ClickHouse { what: String, source: clickhouse::error::Error },
+    #[error(transparent)]
+    Cluster(#[from] cluster::Unsupported),
     #[error(
         "migration {version} ({name}) was changed after it was applied (checksum {recorded} in {table}, {current} now); \
          add a new migration instead of editing an applied one"
@@ -24,9 +27,14 @@ pub struct Report {
     pub already_applied: Vec<u32>,
 }
 
-pub async fn migrate(client: &Client, databases: &Databases, now: u32) -> Result<Report, MigrateError> {
+pub async fn migrate(
+    client: &Client,
+    databases: &Databases,
+    cluster: Option<&str>,
+    now: u32,
+) -> Result<Report, MigrateError> {
     let table = databases.migrations();
-    for statement in split_statements(&databases.render(BOOTSTRAP)) {
+    for statement in statements(BOOTSTRAP, databases, cluster)? {
         execute(client, &statement).await?;
     }
     let applied: Vec<MigrationRow> = client
@@ -51,7 +59,7 @@ pub async fn migrate(client: &Client, databases: &Databases, now: u32) -> Result
             report.already_applied.push(migration.version);
             continue;
         }
-        for statement in split_statements(&databases.render(migration.sql)) {
+        for statement in statements(migration.sql, databases, cluster)? {
             if !column_exists(client, &statement).await? {
                 execute(client, &statement).await?;
             }
@@ -76,6 +84,17 @@ async fn insert_record(client: &Client, table: &str, record: &MigrationRow) -> R
     let mut insert = client.insert_unescaped::<MigrationRow>(table).await?;
     insert.write(record).await?;
     insert.end().await
+}
+
+/// The statements of `sql` rendered for the installation, in their cluster form on a cluster.
+fn statements(sql: &str, databases: &Databases, cluster: Option<&str>) -> Result<Vec<String>, MigrateError> {
+    let rendered = split_statements(&databases.render(sql));
+    let Some(cluster) = cluster else { return Ok(rendered) };
+    let mut out = Vec::new();
+    for statement in rendered {
+        out.extend(cluster::statements(&statement, databases, cluster)?);
+    }
+    Ok(out)
 }
 
 /// Whether `statement` adds a column that is already there (an interrupted earlier run).

@@ -56,7 +56,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let metrics = Arc::new(Metrics::new());
     metrics.register_sites(config.sites.iter().map(|s| s.id.as_str()));
     let databases = config.clickhouse.databases();
-    let client = config.clickhouse.client(Compression::Lz4);
+    let mut client = config.clickhouse.client(Compression::Lz4);
+    if config.clickhouse.cluster().is_some() {
+        // The ingest tables are Distributed: answer once every shard has its rows, not when
+        // the node asked has queued them (docs/operations.md, Running a cluster).
+        client = client.with_setting("insert_distributed_sync", "1");
+    }
 
     let control = Arc::new(Control::default());
     let reader = match &config.salts.user {

@@ -26,6 +26,7 @@ use std::{
 };
 
 pub mod browser;
+pub mod cluster;
 pub mod grafana;
 pub mod scan;
 pub mod seed;

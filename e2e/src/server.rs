@@ -102,6 +102,11 @@ impl Server {
         panic!("could not start a private ClickHouse server {name}:\n{}", failures.join("\n---\n"));
     }
 
+    /// A server some other owner started and stops (a cluster node, [`crate::cluster`]).
+    pub(crate) fn attached(url: String, dir: PathBuf, admin_password: String) -> Server {
+        Server(Arc::new(Inner { url, dir, admin_password, private: None }))
+    }
+
     pub fn url(&self) -> &str {
         &self.0.url
     }

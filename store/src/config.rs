@@ -75,6 +75,11 @@ pub struct ClickHouseConfig {
     /// Time limit for one request to ClickHouse, in milliseconds.
     #[serde(default = "defaults::request_timeout_ms")]
     pub request_timeout_ms: Millis,
+    /// The ClickHouse cluster (a `remote_servers` entry) the installation runs on; empty for
+    /// one server. On a cluster the event stores are sharded and replicated and everything
+    /// else is replicated on every node ([`crate::cluster`]).
+    #[serde(default)]
+    pub cluster: String,
 }
 
 mod defaults {
@@ -99,6 +104,7 @@ impl Default for ClickHouseConfig {
             user: defaults::user(),
             password_env: None,
             database_prefix: defaults::database_prefix(),
+            cluster: String::new(),
             request_timeout_ms: defaults::request_timeout_ms(),
         }
     }
@@ -248,12 +254,27 @@ impl ClickHouseConfig {
         if let Err(e) = crate::Databases::new(&self.database_prefix) {
             problems.push(ConfigProblem::new("clickhouse.database_prefix", e.to_string()));
         }
+        let identifier = |s: &str| {
+            s.starts_with(|c: char| c.is_ascii_alphabetic())
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        };
+        if !self.cluster.is_empty() && !identifier(&self.cluster) {
+            problems.push(ConfigProblem::new(
+                "clickhouse.cluster",
+                "must be a cluster name: letters, digits and _, starting with a letter",
+            ));
+        }
         if let Some(var) = &self.password_env
             && std::env::var_os(var).is_none()
         {
             problems
                 .push(ConfigProblem::new("clickhouse.password_env", format!("environment variable {var} is not set")));
         }
+    }
+
+    /// The cluster the installation runs on, if any.
+    pub fn cluster(&self) -> Option<&str> {
+        (!self.cluster.is_empty()).then_some(self.cluster.as_str())
     }
 
     /// The database names for this configuration. Call after [`Self::validate`].

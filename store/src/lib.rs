@@ -5,8 +5,10 @@
 //! table ([`AudienceRow`], [`TroubleshootingRow`], [`SaltRow`], [`MigrationRow`], kept in step
 //! with the DDL by a test against a real server), the DDL itself ([`BOOTSTRAP`] and the
 //! versioned [`MIGRATIONS`]), how rows are encoded ([`rowbinary`]) and how pseudonyms are
-//! computed ([`pseudonym`]). The crate does no I/O of its own beyond building a client.
+//! computed ([`pseudonym`]); on a ClickHouse cluster, how that DDL is distributed
+//! ([`cluster`]). The crate does no I/O of its own beyond building a client.
 
+pub mod cluster;
 mod config;
 mod databases;
 mod migrations;

@@ -70,8 +70,14 @@ pub fn added_column(statement: &str) -> Option<(&str, &str, &str)> {
         return None;
     }
     let (database, table) = words.next()?.split_once('.')?;
-    let add = ["ADD", "COLUMN"];
-    if !add.iter().all(|k| words.next().is_some_and(|w| w.eq_ignore_ascii_case(k))) {
+    let mut word = words.next()?;
+    if word.eq_ignore_ascii_case("ON") {
+        // `ON CLUSTER name` (store::cluster): the column is checked on the node asked.
+        words.next().filter(|w| w.eq_ignore_ascii_case("CLUSTER"))?;
+        words.next()?;
+        word = words.next()?;
+    }
+    if !word.eq_ignore_ascii_case("ADD") || !words.next()?.eq_ignore_ascii_case("COLUMN") {
         return None;
     }
     Some((database, table, words.next()?))
@@ -89,6 +95,7 @@ mod tests {
         assert_eq!(added_column("ALTER TABLE a.b DROP COLUMN c"), None);
         assert_eq!(added_column("CREATE TABLE a.b (c String)"), None);
         assert_eq!(added_column("ALTER TABLE b ADD COLUMN c String"), None);
+        assert_eq!(added_column("ALTER TABLE a.b_local ON CLUSTER c ADD COLUMN d String"), Some(("a", "b_local", "d")));
     }
 
     #[test]

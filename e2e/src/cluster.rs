@@ -1,0 +1,119 @@
+//! A ClickHouse cluster of the test's own: `scripts/cluster.sh` starts ZooKeeper and
+//! SHARDS x REPLICAS servers on loopback; dropping the [`Cluster`] stops them and removes their
+//! directories.
+
+use std::{path::PathBuf, process::Command};
+
+use crate::{repo_root, server::Server};
+
+pub struct Cluster {
+    /// The cluster's name in `remote_servers`, also its directories' prefix.
+    pub name: String,
+    pub nodes: Vec<Node>,
+    admin_password: String,
+}
+
+pub struct Node {
+    /// `<cluster>-s<shard>r<replica>`: its directory under `.work/clickhouse/`.
+    pub name: String,
+    pub shard: u32,
+    pub server: Server,
+}
+
+impl Cluster {
+    /// Starts a cluster named after the test and this process, on ports outside the ephemeral
+    /// range; waits until ON CLUSTER DDL reaches every node.
+    pub fn start(test: &str, shards: u32, replicas: u32) -> Cluster {
+        let name = format!("e2e_{test}_{}", std::process::id());
+        let span = 10 + 3 * shards * replicas;
+        let base = (0..200)
+            .map(|i| 20_000 + ((std::process::id() * 7 + i * 97) % 11_000) as u16)
+            .find(|base| (0..span as u16).all(|p| std::net::TcpListener::bind(("127.0.0.1", base + p)).is_ok()))
+            .expect("a free range of ports");
+        let out = script(&[
+            "start",
+            "--name",
+            &name,
+            "--shards",
+            &shards.to_string(),
+            "--replicas",
+            &replicas.to_string(),
+            "--base-port",
+            &base.to_string(),
+        ]);
+        let secrets = std::fs::read_to_string(repo_root().join(".work/cluster").join(&name).join("secrets.env"))
+            .expect("cluster.sh wrote secrets.env");
+        let admin_password = secrets
+            .lines()
+            .find_map(|l| l.strip_prefix("WEBSTATS_CH_PASSWORD_ADMIN="))
+            .expect("secrets.env holds the admin password")
+            .to_owned();
+        // NODE SHARD REPLICA HTTP TCP INTERSERVER
+        let nodes = out
+            .lines()
+            .filter_map(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                (f.len() == 6).then(|| Node {
+                    name: f[0].to_owned(),
+                    shard: f[1].parse().expect("a shard number"),
+                    server: Server::attached(
+                        format!("http://127.0.0.1:{}", f[3]),
+                        repo_root().join(".work/clickhouse").join(f[0]),
+                        admin_password.clone(),
+                    ),
+                })
+            })
+            .collect::<Vec<_>>();
+        assert_eq!(nodes.len(), (shards * replicas) as usize, "cluster.sh start printed:\n{out}");
+        Cluster { name, nodes, admin_password }
+    }
+
+    pub fn admin_password(&self) -> &str {
+        &self.admin_password
+    }
+
+    /// The nodes of shard `shard` (1-based).
+    pub fn shard(&self, shard: u32) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(move |n| n.shard == shard)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(repo_root().join("scripts/cluster.sh"))
+            .args(["stop", "--name", &self.name])
+            .output();
+        let dirs: Vec<PathBuf> = self
+            .nodes
+            .iter()
+            .map(|n| repo_root().join(".work/clickhouse").join(&n.name))
+            .chain([
+                repo_root().join(".work/cluster").join(&self.name),
+                repo_root().join(".work/zookeeper").join(&self.name),
+            ])
+            .collect();
+        if !std::thread::panicking() {
+            for dir in dirs {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+}
+
+/// Runs scripts/cluster.sh; its stdout. Panics with everything it printed on failure.
+fn script(args: &[&str]) -> String {
+    let out = Command::new("bash")
+        .arg(repo_root().join("scripts/cluster.sh"))
+        .args(args)
+        .output()
+        .expect("cannot run scripts/cluster.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "cluster.sh {args:?}: {}\n{stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}

@@ -1,0 +1,122 @@
+//! An installation on a ClickHouse cluster (docs/operations.md, "Running a cluster"): Debian's
+//! ZooKeeper and 2 shards x 2 replicas of ClickHouse 18.16 on loopback, started by
+//! scripts/cluster.sh. `aggregator migrate` with `[clickhouse] cluster` creates every table ON
+//! CLUSTER; rows inserted through the Distributed ingest table land on the shard of their
+//! visitor, on both of its replicas, and a replayed block is stored once.
+
+use std::process::Command;
+
+use e2e::{binary, cluster::Cluster, http, unique_prefix};
+use serde_json::json;
+
+const VISITORS: u64 = 200;
+
+#[test]
+fn a_two_by_two_cluster_takes_the_migrations_and_keeps_each_visitor_on_one_shard() {
+    let cluster = Cluster::start("migrate", 2, 2);
+    let prefix = unique_prefix("cluster");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("aggregator.toml");
+    let first = &cluster.nodes[0].server;
+    std::fs::write(
+        &config,
+        format!(
+            "[clickhouse]\nurl = \"{}\"\nuser = \"admin\"\npassword_env = \"WEBSTATS_CH_PASSWORD_ADMIN\"\n\
+             database_prefix = \"{prefix}\"\ncluster = \"{}\"\n",
+            first.url(),
+            cluster.name
+        ),
+    )
+    .unwrap();
+    let migrate = || {
+        let out = Command::new(binary("aggregator"))
+            .args(["--config", config.to_str().unwrap(), "migrate"])
+            .env("WEBSTATS_CH_PASSWORD_ADMIN", cluster.admin_password())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "migrate: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let versions: Vec<u32> = store::MIGRATIONS.iter().map(|m| m.version).collect();
+    assert!(migrate().contains(&format!("applied: {versions:?}")));
+    assert!(migrate().contains(&format!("applied: []; already applied: {versions:?}")), "idempotent on a cluster");
+
+    // Every node has every table: the stores sharded and replicated, the rest replicated.
+    let engine = |node: &e2e::cluster::Node, table: &str| {
+        let (database, name) = table.split_once('.').unwrap();
+        node.server.sql(&format!("SELECT engine FROM system.tables WHERE database = '{database}' AND name = '{name}'"))
+    };
+    for node in &cluster.nodes {
+        for (table, expected) in [
+            ("audience.events_local", "ReplicatedMergeTree"),
+            ("audience.events", "Distributed"),
+            ("troubleshooting.events_local", "ReplicatedMergeTree"),
+            ("ingest.audience", "Distributed"),
+            ("ingest.audience_local", "Null"),
+            ("stage.audience", "Buffer"),
+            ("meta.salts", "ReplicatedMergeTree"),
+            ("meta.blocklist", "ReplicatedReplacingMergeTree"),
+            ("rollups.daily_totals", "ReplicatedMergeTree"),
+        ] {
+            assert_eq!(engine(node, &format!("{prefix}_{table}")).trim(), expected, "{} {table}", node.name);
+        }
+        assert_eq!(node.server.sql_u64(&format!("SELECT count() FROM {prefix}_meta.salts")), 2, "{}", node.name);
+    }
+
+    // VISITORS visitors with two pageviews each, through the Distributed ingest table, as the
+    // collector inserts (insert_distributed_sync: answered once every shard has its rows).
+    let rows: String = (1..=VISITORS)
+        .flat_map(|v| {
+            [1, 2].map(move |n| {
+                json!({"date": "2026-11-27", "ts": 1_795_000_000 + n, "site": "lk", "type": "pageview",
+                       "visitor_id": v.wrapping_mul(0x9E37_79B9_7F4A_7C15), "path": format!("/p{n}")})
+                .to_string()
+                    + "\n"
+            })
+        })
+        .collect();
+    let insert = || {
+        let query = format!(
+            "INSERT INTO {prefix}_ingest.audience (date, ts, site, type, visitor_id, path) FORMAT JSONEachRow\n{rows}"
+        );
+        let mut response = http()
+            .post(&format!("{}/?insert_distributed_sync=1", first.url()))
+            .header("X-ClickHouse-User", "admin")
+            .header("X-ClickHouse-Key", cluster.admin_password())
+            .send(query)
+            .unwrap();
+        assert_eq!(response.status(), 200, "{}", response.body_mut().read_to_string().unwrap());
+    };
+    insert();
+    // The other replica of each shard fetches the part asynchronously: wait for it.
+    let sync = || {
+        for node in &cluster.nodes {
+            node.server.sql(&format!("SYSTEM SYNC REPLICA {prefix}_audience.events_local"));
+        }
+    };
+    sync();
+    let all = format!("SELECT count() FROM {prefix}_audience.events");
+    for node in &cluster.nodes {
+        assert_eq!(node.server.sql_u64(&all), 2 * VISITORS, "{} reads every shard", node.name);
+    }
+    // Each shard holds some visitors, whole; both replicas of a shard hold the same rows.
+    let local = format!("SELECT count(), uniqExact(visitor_id) FROM {prefix}_audience.events_local FORMAT TSV");
+    let mut per_shard = Vec::new();
+    for shard in [1, 2] {
+        let counts: Vec<String> = cluster.shard(shard).map(|n| n.server.sql(&local).trim().to_owned()).collect();
+        assert!(counts.windows(2).all(|w| w[0] == w[1]), "replicas of shard {shard} differ: {counts:?}");
+        let (rows, visitors) = counts[0].trim().split_once('\t').unwrap();
+        let (rows, visitors): (u64, u64) = (rows.parse().unwrap(), visitors.parse().unwrap());
+        assert_eq!(rows, 2 * visitors, "shard {shard}: a visitor's rows are all on one shard");
+        per_shard.push(visitors);
+    }
+    assert_eq!(per_shard.iter().sum::<u64>(), VISITORS);
+    assert!(per_shard.iter().all(|&v| v > VISITORS / 4), "the key spreads visitors: {per_shard:?}");
+
+    // A replayed batch: each shard's block is identical to one it stored, and is dropped.
+    insert();
+    sync();
+    for node in &cluster.nodes {
+        assert_eq!(node.server.sql_u64(&all), 2 * VISITORS, "{}: the replay was deduplicated", node.name);
+    }
+}
