@@ -120,6 +120,9 @@ pub struct Install {
     pub prefix: String,
     pub dir: tempfile::TempDir,
     server: Server,
+    /// On a cluster: its name and every node (the role users go on each); `server` is the
+    /// first node, which the aggregator and collectors talk to.
+    cluster: Option<(String, Vec<Server>)>,
     /// `(password variable, password)` of each role user.
     passwords: Vec<(&'static str, String)>,
 }
@@ -134,42 +137,76 @@ impl Install {
     /// Like [`Self::new`], on `server`: role users in its `users.d/`, its admin password for
     /// the aggregator, its URL for collectors and for [`Self::sql`] and friends.
     pub fn on(server: &Server, test: &str) -> Self {
+        Self::set_up(server, None, test)
+    }
+
+    /// Like [`Self::new`], on a cluster (`[clickhouse] cluster` for the aggregator and the
+    /// collectors): the role users on every node.
+    pub fn on_cluster(cluster: &cluster::Cluster, test: &str) -> Self {
+        let nodes = cluster.nodes.iter().map(|n| n.server.clone()).collect();
+        Self::set_up(&cluster.nodes[0].server, Some((cluster.name.clone(), nodes)), test)
+    }
+
+    fn set_up(server: &Server, cluster: Option<(String, Vec<Server>)>, test: &str) -> Self {
         let prefix = unique_prefix(test);
         let passwords =
             store::roles::Role::ALL.iter().map(|r| (r.password_env(), format!("{prefix}-{}-pw", r.name()))).collect();
-        let install = Self { prefix, dir: tempfile::tempdir().unwrap(), server: server.clone(), passwords };
+        let install = Self { prefix, dir: tempfile::tempdir().unwrap(), server: server.clone(), cluster, passwords };
         std::fs::write(install.aggregator_config(), install.clickhouse_section()).unwrap();
         let out = install.aggregator(&["migrate"]);
         assert!(out.status.success(), "migrate failed: {}", String::from_utf8_lossy(&out.stderr));
         let roles = install.aggregator(&["roles"]);
         assert!(roles.status.success(), "roles failed: {}", String::from_utf8_lossy(&roles.stderr));
-        // Written whole, then renamed: ClickHouse must never read half a file.
-        let partial = install.users_file().with_extension("tmp");
-        std::fs::write(&partial, roles.stdout).unwrap();
-        std::fs::rename(&partial, install.users_file()).unwrap();
+        for node in install.nodes() {
+            // Written whole, then renamed: ClickHouse must never read half a file.
+            let users_file = node.users_dir().join(format!("{}.xml", install.prefix));
+            let partial = users_file.with_extension("tmp");
+            std::fs::write(&partial, &roles.stdout).unwrap();
+            std::fs::rename(&partial, users_file).unwrap();
+        }
         // ClickHouse reloads users.d within a few seconds.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while server
-            .sql_as(
-                &install.user(store::roles::Role::Ingest),
-                &install.password(store::roles::Role::Ingest),
-                "SELECT 1",
-            )
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "the role users did not appear");
-            std::thread::sleep(Duration::from_millis(100));
+        for node in install.nodes() {
+            while node
+                .sql_as(
+                    &install.user(store::roles::Role::Ingest),
+                    &install.password(store::roles::Role::Ingest),
+                    "SELECT 1",
+                )
+                .is_err()
+            {
+                assert!(Instant::now() < deadline, "the role users did not appear");
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
         install
+    }
+
+    /// On a cluster, waits until every replica has fetched what the others stored, so that any
+    /// read sees every row; nothing to do on one server.
+    pub fn sync_replicas(&self) {
+        if self.cluster.is_none() {
+            return;
+        }
+        let databases = store::Databases::new(&self.prefix).expect("a valid prefix");
+        for node in self.nodes() {
+            for db in [databases.audience(), databases.troubleshooting()] {
+                node.sql(&format!("SYSTEM SYNC REPLICA {db}.events{}", store::cluster::LOCAL));
+            }
+        }
+    }
+
+    /// Every server the installation is on: the server, or each node of the cluster.
+    pub fn nodes(&self) -> Vec<Server> {
+        match &self.cluster {
+            Some((_, nodes)) => nodes.clone(),
+            None => vec![self.server.clone()],
+        }
     }
 
     /// The server the installation is on.
     pub fn server(&self) -> &Server {
         &self.server
-    }
-
-    fn users_file(&self) -> PathBuf {
-        self.server.users_dir().join(format!("{}.xml", self.prefix))
     }
 
     pub fn user(&self, role: store::roles::Role) -> String {
@@ -183,10 +220,16 @@ impl Install {
     /// `[clickhouse]` for the aggregator: the admin user.
     pub fn clickhouse_section(&self) -> String {
         format!(
-            "[clickhouse]\nurl = \"{}\"\nuser = \"admin\"\npassword_env = \"WEBSTATS_CH_PASSWORD_ADMIN\"\ndatabase_prefix = \"{}\"\n",
+            "[clickhouse]\nurl = \"{}\"\nuser = \"admin\"\npassword_env = \"WEBSTATS_CH_PASSWORD_ADMIN\"\ndatabase_prefix = \"{}\"\n{}",
             self.server.url(),
-            self.prefix
+            self.prefix,
+            self.cluster_line(),
         )
+    }
+
+    /// `cluster = "..."` for a `[clickhouse]` section on a cluster; empty otherwise.
+    fn cluster_line(&self) -> String {
+        self.cluster.as_ref().map(|(name, _)| format!("cluster = \"{name}\"\n")).unwrap_or_default()
     }
 
     pub fn aggregator_config(&self) -> PathBuf {
@@ -332,12 +375,13 @@ impl Install {
             format!(
                 "[server]\nlisten = \"127.0.0.1:{port}\"\ntrusted_proxies = [\"127.0.0.1/32\"]\nshutdown_timeout_ms = 10000\n{server}\n\
                  [clickhouse]\nurl = \"{url}\"\nuser = \"{ingest}\"\npassword_env = \"WEBSTATS_CH_PASSWORD_INGEST\"\n\
-                 database_prefix = \"{prefix}\"\n\
+                 database_prefix = \"{prefix}\"\n{cluster}\
                  [salts]\nrefresh_interval_s = 1\nuser = \"{meta}\"\npassword_env = \"WEBSTATS_CH_PASSWORD_INGEST_META\"\n{extra}{spool}",
                 url = self.server.url(),
                 ingest = self.user(store::roles::Role::Ingest),
                 meta = self.user(store::roles::Role::IngestMeta),
                 prefix = self.prefix,
+                cluster = self.cluster_line(),
             ),
         )
         .unwrap();
@@ -384,9 +428,11 @@ impl Drop for Install {
                 self.dir.path().display()
             );
         }
-        let _ = std::fs::remove_file(self.users_file());
-        // A private server's directory goes with it; it may be stopped now.
-        if self.server.is_private() {
+        for node in self.nodes() {
+            let _ = std::fs::remove_file(node.users_dir().join(format!("{}.xml", self.prefix)));
+        }
+        // A private server's or a cluster's directories go with them; they may be stopped now.
+        if self.server.is_private() || self.cluster.is_some() {
             return;
         }
         let databases = store::Databases::new(&self.prefix).expect("a valid prefix");
@@ -398,8 +444,6 @@ impl Drop for Install {
     }
 }
 
-/// The string value of `key` in `[section]` of a TOML text, for the simple files the harness
-/// writes (`key = "value"` on one line); the last one wins.
 /// `scheme://host[:port]` of a beacon body's `url`, if it is JSON with one.
 fn page_origin(body: &str) -> Option<String> {
     let value: serde_json::Value = serde_json::from_str(body).ok()?;
@@ -409,6 +453,8 @@ fn page_origin(body: &str) -> Option<String> {
     (!authority.is_empty()).then(|| format!("{scheme}://{authority}"))
 }
 
+/// The string value of `key` in `[section]` of a TOML text, for the simple files the harness
+/// writes (`key = "value"` on one line); the last one wins.
 fn toml_string(text: &str, section: &str, key: &str) -> Option<String> {
     let mut current = "";
     let mut found = None;

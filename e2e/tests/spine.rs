@@ -3,7 +3,7 @@
 
 use std::{collections::HashMap, collections::HashSet, net::IpAddr};
 
-use e2e::{Install, scan, sql, sql_rows, sql_u64, wait_for_count};
+use e2e::{Install, cluster::Cluster, scan, sql_rows, sql_u64};
 use store::pseudonym::CookieKey;
 
 const CHROME: &str =
@@ -84,7 +84,21 @@ fn sent(i: usize, ips: &[IpAddr]) -> Sent {
 
 #[test]
 fn thousand_beacons_become_rows_in_the_right_stores() {
-    let install = Install::new("spine");
+    spine(&Install::new("spine"));
+}
+
+/// The same scenario, the same answers, on 2 shards x 2 replicas (docs/operations.md, Running
+/// a cluster): the collector inserts through the Distributed ingest tables and every query
+/// reads the Distributed stores.
+#[test]
+fn the_spine_gives_the_same_answers_on_a_two_by_two_cluster() {
+    let cluster = Cluster::start("spine", 2, 2);
+    spine(&Install::on_cluster(&cluster, "spinecluster"));
+}
+
+/// A thousand beacons of people and crawlers through the collector; the rows, the pseudonyms,
+/// `aggregator stats` and a privacy scan of every server's files.
+fn spine(install: &Install) {
     let geo = e2e::geoip_dir();
     let collector = install.collector_with(
         &format!(
@@ -128,20 +142,25 @@ fn thousand_beacons_become_rows_in_the_right_stores() {
     // Every non-bot beacon is one audience row; every beacon one troubleshooting row.
     let audience = install.audience();
     let trouble = install.troubleshooting();
-    assert_eq!(wait_for_count(&format!("SELECT count() FROM {audience}"), people.len() as u64), people.len() as u64);
-    assert_eq!(wait_for_count(&format!("SELECT count() FROM {trouble}"), 1000), 1000);
-    assert_eq!(sql_u64(&format!("SELECT count() FROM {trouble} WHERE is_bot = 1")), bots as u64);
-    assert_eq!(sql_u64(&format!("SELECT count() FROM {audience} WHERE device = 'crawler'")), 0);
+    assert_eq!(
+        install.wait_for_count(&format!("SELECT count() FROM {audience}"), people.len() as u64),
+        people.len() as u64
+    );
+    assert_eq!(install.wait_for_count(&format!("SELECT count() FROM {trouble}"), 1000), 1000);
+    install.sync_replicas();
+    assert_eq!(install.sql_u64(&format!("SELECT count() FROM {trouble} WHERE is_bot = 1")), bots as u64);
+    assert_eq!(install.sql_u64(&format!("SELECT count() FROM {audience} WHERE device = 'crawler'")), 0);
 
     // Known IPs resolve to their country and ASN (rows found through the IP pseudonym).
     let (today, tomorrow) = install.salts();
     for (ip, country, asn) in KNOWN_IPS {
         let ip_id = today.ip_id(ip.parse().unwrap());
-        let rows = sql_rows(&format!("SELECT DISTINCT country, asn FROM {trouble} WHERE ip_id = {ip_id}"));
+        let rows = install.sql_rows(&format!("SELECT DISTINCT country, asn FROM {trouble} WHERE ip_id = {ip_id}"));
         assert_eq!(rows, vec![serde_json::json!({"country": country, "asn": asn})], "{ip}");
     }
     assert_eq!(
-        sql(&format!("SELECT DISTINCT country FROM {audience} WHERE country != '' ORDER BY country FORMAT TSV")),
+        install
+            .sql(&format!("SELECT DISTINCT country FROM {audience} WHERE country != '' ORDER BY country FORMAT TSV")),
         "GB\nIE\nNL\nRU\nUS\n"
     );
 
@@ -152,7 +171,7 @@ fn thousand_beacons_become_rows_in_the_right_stores() {
         (SAFARI_IPHONE, "Safari", "17", "smartphone"),
     ] {
         let agent_sql = agent.replace('\'', "\\'");
-        let rows = sql_rows(&format!(
+        let rows = install.sql_rows(&format!(
             "SELECT DISTINCT browser, browser_version, device FROM {trouble} WHERE user_agent = '{agent_sql}'"
         ));
         assert_eq!(rows, vec![serde_json::json!({"browser": browser, "browser_version": version, "device": device})]);
@@ -165,13 +184,13 @@ fn thousand_beacons_become_rows_in_the_right_stores() {
     }
     for ((ip, agent), count) in per_person.iter().take(20) {
         let id = today.visitor_id("portal", *ip, agent);
-        assert_eq!(sql_u64(&format!("SELECT count() FROM {audience} WHERE visitor_id = {id}")), *count);
+        assert_eq!(install.sql_u64(&format!("SELECT count() FROM {audience} WHERE visitor_id = {id}")), *count);
         let other_day = tomorrow.visitor_id("portal", *ip, agent);
         assert_ne!(id, other_day);
-        assert_eq!(sql_u64(&format!("SELECT count() FROM {audience} WHERE visitor_id = {other_day}")), 0);
+        assert_eq!(install.sql_u64(&format!("SELECT count() FROM {audience} WHERE visitor_id = {other_day}")), 0);
     }
     assert_eq!(
-        sql_u64(&format!("SELECT uniqExact(visitor_id) FROM {audience}")),
+        install.sql_u64(&format!("SELECT uniqExact(visitor_id) FROM {audience}")),
         per_person.len() as u64,
         "visitor ids are one per (IP, User-Agent)"
     );
@@ -181,8 +200,8 @@ fn thousand_beacons_become_rows_in_the_right_stores() {
     let cookie = &people[0].cookie;
     let expected = people.iter().filter(|b| b.cookie == *cookie).count() as u64;
     let cookie_id = key.cookie_id("portal", cookie);
-    assert_eq!(sql_u64(&format!("SELECT count() FROM {audience} WHERE cookie_id = {cookie_id}")), expected);
-    assert_eq!(sql_u64(&format!("SELECT count() FROM {audience} WHERE cookie_id = 0")), 0);
+    assert_eq!(install.sql_u64(&format!("SELECT count() FROM {audience} WHERE cookie_id = {cookie_id}")), expected);
+    assert_eq!(install.sql_u64(&format!("SELECT count() FROM {audience} WHERE cookie_id = 0")), 0);
 
     // `aggregator stats --json` reports exactly what was sent.
     let out = install.aggregator(&["stats", "--site", "portal", "--json", "--top", "20"]);
@@ -211,18 +230,18 @@ fn thousand_beacons_become_rows_in_the_right_stores() {
     let status = collector.stop();
     assert!(status.success(), "collector exit: {status:?}");
     let log = install.dir.path().to_owned();
-    let ch = e2e::clickhouse_dir();
-    let mut everywhere = scan::files_under(&ch);
+    let servers: Vec<_> = install.nodes().iter().map(|n| n.dir().to_owned()).collect();
+    let mut everywhere: Vec<_> = servers.iter().flat_map(|dir| scan::files_under(dir)).collect();
     everywhere.extend(scan::files_under(&log));
     // Other tests' databases (prefix `t_`) are left out of `own`.
     let own: Vec<_> = everywhere
         .iter()
-        .filter(|f| match f.strip_prefix(&ch) {
-            Ok(relative) => {
+        .filter(|f| match servers.iter().find_map(|dir| f.strip_prefix(dir).ok()) {
+            Some(relative) => {
                 let relative = relative.to_string_lossy();
                 relative.contains(&install.prefix) || !relative.contains("/t_")
             }
-            Err(_) => true,
+            None => true,
         })
         .cloned()
         .collect();
