@@ -131,7 +131,7 @@ async fn run(config: aggregator::Config, command: Command) -> anyhow::Result<()>
     let now = runtime::unix_now();
     match command {
         Command::Migrate => {
-            let report = aggregator::migrate(&client, &databases, config.clickhouse.cluster(), now).await?;
+            let report = aggregator::migrate(&client, &databases, now).await?;
             let created = aggregator::ensure_salts(&client, &databases, config.salts.rotation_period_s, now).await?;
             println!(
                 "migrations applied: {:?}; already applied: {:?}; salts created for {} period(s)",

@@ -27,14 +27,9 @@ pub struct Report {
     pub already_applied: Vec<u32>,
 }
 
-pub async fn migrate(
-    client: &Client,
-    databases: &Databases,
-    cluster: Option<&str>,
-    now: u32,
-) -> Result<Report, MigrateError> {
+pub async fn migrate(client: &Client, databases: &Databases, now: u32) -> Result<Report, MigrateError> {
     let table = databases.migrations();
-    for statement in statements(BOOTSTRAP, databases, cluster)? {
+    for statement in statements(BOOTSTRAP, databases)? {
         execute(client, &statement).await?;
     }
     let applied: Vec<MigrationRow> = client
@@ -59,7 +54,7 @@ pub async fn migrate(
             report.already_applied.push(migration.version);
             continue;
         }
-        for statement in statements(migration.sql, databases, cluster)? {
+        for statement in statements(migration.sql, databases)? {
             if !column_exists(client, &statement).await? {
                 execute(client, &statement).await?;
             }
@@ -87,9 +82,9 @@ async fn insert_record(client: &Client, table: &str, record: &MigrationRow) -> R
 }
 
 /// The statements of `sql` rendered for the installation, in their cluster form on a cluster.
-fn statements(sql: &str, databases: &Databases, cluster: Option<&str>) -> Result<Vec<String>, MigrateError> {
+fn statements(sql: &str, databases: &Databases) -> Result<Vec<String>, MigrateError> {
     let rendered = split_statements(&databases.render(sql));
-    let Some(cluster) = cluster else { return Ok(rendered) };
+    let Some(cluster) = databases.cluster() else { return Ok(rendered) };
     let mut out = Vec::new();
     for statement in rendered {
         out.extend(cluster::statements(&statement, databases, cluster)?);

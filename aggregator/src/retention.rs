@@ -4,7 +4,7 @@
 
 use clickhouse::{Client, Row};
 use serde::Deserialize;
-use store::{AuditRow, Databases, day_number};
+use store::{AuditRow, Databases, Scope, day_number};
 
 use crate::{audit, config::RetentionConfig};
 
@@ -28,8 +28,12 @@ pub async fn enforce(
         [(databases.audience(), config.audience_days), (databases.troubleshooting(), config.troubleshooting_days)]
     {
         let table = format!("{db}.events");
-        for p in old_partitions(client, db, "events", today.saturating_sub(days.get())).await? {
-            client.query(&format!("ALTER TABLE {table} DROP PARTITION '{}'", p.partition)).execute().await?;
+        let stored_as = databases.events_table_name();
+        // On a cluster, each shard's parts (one replica each): rows counted once.
+        let parts = databases.system("parts", Scope::Shards);
+        for p in old_partitions(client, &parts, db, &stored_as, today.saturating_sub(days.get())).await? {
+            let target = databases.events_alter(&table);
+            client.query(&format!("ALTER TABLE {target} DROP PARTITION '{}'", p.partition)).execute().await?;
             tracing::info!(table, partition = p.partition, rows = p.rows, "retention: partition dropped");
             let row = audit::deletion(
                 now,
@@ -44,25 +48,28 @@ pub async fn enforce(
         }
     }
     let current = store::CURRENT_VISITORS_TABLE;
-    for p in old_partitions(client, databases.rollups(), current, today.saturating_sub(1)).await? {
+    // Replicated on every node: the node asked drops it, ZooKeeper tells the others.
+    for p in old_partitions(client, "system.parts", databases.rollups(), current, today.saturating_sub(1)).await? {
         let table = format!("{}.{current}", databases.rollups());
         client.query(&format!("ALTER TABLE {table} DROP PARTITION '{}'", p.partition)).execute().await?;
     }
     Ok(dropped)
 }
 
-/// The daily partitions of `db.table` before day `oldest_kept`.
+/// The daily partitions of `db.table` before day `oldest_kept`, from the system table `parts`
+/// (`system.parts`, or its cluster form).
 async fn old_partitions(
     client: &Client,
+    parts: &str,
     db: &str,
     table: &str,
     oldest_kept: u32,
 ) -> Result<Vec<Partition>, clickhouse::error::Error> {
     let partitions = client
-        .query(
-            "SELECT partition, sum(rows) AS rows FROM system.parts \
-             WHERE database = ? AND table = ? AND active GROUP BY partition ORDER BY partition",
-        )
+        .query(&format!(
+            "SELECT partition, sum(rows) AS rows FROM {parts} \
+             WHERE database = ? AND table = ? AND active GROUP BY partition ORDER BY partition"
+        ))
         .bind(db)
         .bind(table)
         .fetch_all::<Partition>()

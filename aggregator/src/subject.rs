@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use clickhouse::{Client, Row};
 use serde::Deserialize;
 use store::{
-    AuditRow, BlocklistRow, Databases, ErasureRow, SubjectKind,
+    AuditRow, BlocklistRow, Databases, ErasureRow, Scope, SubjectKind,
     pseudonym::{CookieKey, SaltKeys},
 };
 
@@ -224,13 +224,13 @@ pub async fn erase(
                 continue;
             }
             client
-                .query(&format!("ALTER TABLE {table} DELETE WHERE {where_}"))
+                .query(&format!("ALTER TABLE {} DELETE WHERE {where_}", databases.events_alter(&table)))
                 .bind(site)
                 .bind(subject.id)
                 .execute()
                 .await
                 .map_err(ch("erasing rows"))?;
-            wait_for_mutations(client, db).await?;
+            wait_for_mutations(client, databases, db).await?;
             let row = audit_row(site, subject, "subject_erase", table, n, now);
             audit::record(client, databases, &[row]).await.map_err(ch("writing the audit trail"))?;
             rows_of_subject += n;
@@ -249,14 +249,16 @@ fn count_of(counts: &[(Subject, u64)], subject: Subject) -> u64 {
     counts.iter().find(|(s, _)| *s == subject).map_or(0, |(_, n)| *n)
 }
 
-/// Mutations run in the background; a request is done only when they are.
-async fn wait_for_mutations(client: &Client, database: &str) -> Result<(), SubjectError> {
+/// Mutations run in the background; a request is done only when they are, on every node.
+async fn wait_for_mutations(client: &Client, databases: &Databases, database: &str) -> Result<(), SubjectError> {
+    let (mutations, table) = (databases.system("mutations", Scope::Nodes), databases.events_table_name());
     const LIMIT_S: u64 = 300;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(LIMIT_S);
     loop {
         let pending: u64 = client
-            .query("SELECT count() FROM system.mutations WHERE database = ? AND table = 'events' AND is_done = 0")
+            .query(&format!("SELECT count() FROM {mutations} WHERE database = ? AND table = ? AND is_done = 0"))
             .bind(database)
+            .bind(&table)
             .fetch_one()
             .await
             .map_err(ch("waiting for the erase"))?;

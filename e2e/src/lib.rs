@@ -265,9 +265,15 @@ impl Install {
         format!("{}_troubleshooting.events", self.prefix)
     }
 
-    /// Runs SQL as admin on the installation's server (see [`Server::sql`]).
+    /// Runs SQL as admin on the installation's server (see [`Server::sql`]). On a cluster an
+    /// insert into a Distributed table returns once every shard has its rows, as the
+    /// collector's do.
     pub fn sql(&self, query: &str) -> String {
-        self.server.sql(query)
+        let settings = if self.cluster.is_some() { "insert_distributed_sync=1" } else { "" };
+        self.server
+            .try_sql_with("admin", self.server.admin_password(), query, settings)
+            .unwrap_or_else(|e| panic!("ClickHouse at {} does not answer: {e}", self.server.url()))
+            .unwrap_or_else(|e| panic!("ClickHouse refused {query}: {e}"))
     }
 
     /// [`Server::sql_rows`] on the installation's server.

@@ -180,8 +180,19 @@ impl Server {
     /// Runs SQL as `user`: `Err` when nothing answers; otherwise the body, or the server's
     /// error message.
     pub fn try_sql_as(&self, user: &str, password: &str, query: &str) -> Result<Result<String, String>, String> {
+        self.try_sql_with(user, password, query, "")
+    }
+
+    /// [`Self::try_sql_as`] with settings as URL parameters (`insert_distributed_sync=1`).
+    pub fn try_sql_with(
+        &self,
+        user: &str,
+        password: &str,
+        query: &str,
+        settings: &str,
+    ) -> Result<Result<String, String>, String> {
         let mut response = http()
-            .post(self.url())
+            .post(&format!("{}/?{settings}", self.url()))
             .header("X-ClickHouse-User", user)
             .header("X-ClickHouse-Key", password)
             .send(query)

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use e2e::{Install, scan, sql, sql_rows, sql_u64, wait_for_count};
+use e2e::{Install, scan};
 use store::pseudonym::SaltKeys;
 
 fn now() -> u32 {
@@ -13,21 +13,33 @@ fn now() -> u32 {
 
 #[test]
 fn retention_drops_exactly_the_expired_partitions_and_audits_them() {
-    let install = Install::new("retention");
+    retention(&Install::new("retention"));
+}
+
+#[test]
+fn an_expired_salt_leaves_the_collector_clickhouse_and_the_disk() {
+    salt_expiry(&Install::new("saltexpiry"));
+}
+
+/// Rows back-dated over five days in both stores; a pass with one day of retention drops the
+/// expired partitions, audited, and a second pass drops nothing.
+fn retention(install: &Install) {
     install.configure_aggregator("[retention]\naudience_days = 1\ntroubleshooting_days = 1\n");
     let today = now() / 86_400;
     // Back-dated rows: 3 per day for 5 and 3 days ago (expired), yesterday and today (kept).
     for (days_ago, n) in [(5u32, 3u32), (3, 3), (1, 3), (0, 3)] {
         let day = today - days_ago;
         for table in [install.audience(), install.troubleshooting()] {
-            sql(&format!(
+            install.sql(&format!(
                 "INSERT INTO {table} (date, ts, site) SELECT toDate({day}), toDateTime({ts}), 's' FROM system.numbers LIMIT {n}",
                 ts = day * 86_400 + 3_600
             ));
         }
     }
+    install.sync_replicas();
     let out = install.aggregator(&["run", "--once"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    install.sync_replicas();
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("partitions dropped: 4"),
         "{}",
@@ -35,15 +47,15 @@ fn retention_drops_exactly_the_expired_partitions_and_audits_them() {
     );
 
     for table in [install.audience(), install.troubleshooting()] {
-        let days: Vec<u64> =
-            sql(&format!("SELECT DISTINCT toUInt32(date) AS day FROM {table} ORDER BY day FORMAT TSV"))
-                .lines()
-                .map(|l| l.parse().unwrap())
-                .collect();
+        let days: Vec<u64> = install
+            .sql(&format!("SELECT DISTINCT toUInt32(date) AS day FROM {table} ORDER BY day FORMAT TSV"))
+            .lines()
+            .map(|l| l.parse().unwrap())
+            .collect();
         assert_eq!(days, vec![u64::from(today - 1), u64::from(today)], "{table} keeps yesterday and today only");
-        assert_eq!(sql_u64(&format!("SELECT count() FROM {table}")), 6);
+        assert_eq!(install.sql_u64(&format!("SELECT count() FROM {table}")), 6);
     }
-    let audit = sql_rows(&format!(
+    let audit = install.sql_rows(&format!(
         "SELECT action, target, rows FROM {}_admin.audit WHERE action = 'retention_drop' ORDER BY target",
         install.prefix
     ));
@@ -55,17 +67,17 @@ fn retention_drops_exactly_the_expired_partitions_and_audits_them() {
     assert!(String::from_utf8_lossy(&again.stdout).contains("partitions dropped: 0"));
 }
 
-#[test]
-fn an_expired_salt_leaves_the_collector_clickhouse_and_the_disk() {
-    let install = Install::new("saltexpiry");
+/// A salt about to expire: the collector forgets it, the aggregator deletes it (audited), no
+/// stored visitor id can be reproduced, and its bytes are on no server's disk.
+fn salt_expiry(install: &Install) {
     install.configure_aggregator("[salts]\ngrace_period_s = 0\n");
     let salts = format!("{}_meta.salts", install.prefix);
-    sql(&format!("TRUNCATE TABLE {salts}"));
+    install.sql(&format!("TRUNCATE TABLE {salts}"));
     // A salt whose period started yesterday and ends in a few seconds.
     let secret: [u8; 32] = *b"expiring-salt-0123456789abcdefgh";
     let (start, end) = (now() - 86_400, now() + 4);
     let hex: String = secret.iter().map(|b| format!("{b:02X}")).collect();
-    sql(&format!("INSERT INTO {salts} VALUES (toDateTime({start}), toDateTime({end}), unhex('{hex}'), now())"));
+    install.sql(&format!("INSERT INTO {salts} VALUES (toDateTime({start}), toDateTime({end}), unhex('{hex}'), now())"));
 
     let site = "[[sites]]\nid = \"s\"\nallowed_hosts = [\"a.example.ru\"]\n";
     let c = install.collector(site);
@@ -76,8 +88,8 @@ fn an_expired_salt_leaves_the_collector_clickhouse_and_the_disk() {
     let reply =
         c.beacon(r#"{"site":"s","url":"https://a.example.ru/"}"#, &[("x-forwarded-for", ip), ("user-agent", ua)]);
     assert_eq!(reply.status, 202, "{}", reply.text());
-    assert_eq!(wait_for_count(&format!("SELECT count() FROM {}", install.audience()), 1), 1);
-    let stored = sql_u64(&format!("SELECT visitor_id FROM {}", install.audience()));
+    assert_eq!(install.wait_for_count(&format!("SELECT count() FROM {}", install.audience()), 1), 1);
+    let stored = install.sql_u64(&format!("SELECT visitor_id FROM {}", install.audience()));
     assert_eq!(stored, SaltKeys::derive(&secret).visitor_id("s", ip.parse().unwrap(), ua));
 
     // The aggregator creates today's and tomorrow's salts; once the old period has ended, the
@@ -94,9 +106,9 @@ fn an_expired_salt_leaves_the_collector_clickhouse_and_the_disk() {
     // Past the grace period the aggregator deletes it from ClickHouse, audited.
     let out = install.aggregator(&["run", "--once"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(sql_u64(&format!("SELECT count() FROM {salts} WHERE toUInt32(period_start) = {start}")), 0);
+    assert_eq!(install.sql_u64(&format!("SELECT count() FROM {salts} WHERE toUInt32(period_start) = {start}")), 0);
     assert_eq!(
-        sql_u64(&format!(
+        install.sql_u64(&format!(
             "SELECT count() FROM {}_admin.audit WHERE action = 'salt_delete' AND target LIKE '%{start}..{end}'",
             install.prefix
         )),
@@ -105,16 +117,26 @@ fn an_expired_salt_leaves_the_collector_clickhouse_and_the_disk() {
 
     // The stored visitor id can no longer be reproduced with any salt that exists.
     let remaining: Vec<String> =
-        sql(&format!("SELECT hex(salt) FROM {salts} FORMAT TSV")).lines().map(str::to_owned).collect();
+        install.sql(&format!("SELECT hex(salt) FROM {salts} FORMAT TSV")).lines().map(str::to_owned).collect();
     assert_eq!(remaining.len(), 2);
     for hex in remaining {
         let bytes: Vec<u8> = (0..32).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap()).collect();
         let keys = SaltKeys::derive(&bytes.try_into().unwrap());
         assert_ne!(keys.visitor_id("s", ip.parse().unwrap(), ua), stored);
     }
-    // ...and the salt's bytes are on no file of the server (the partition's part is removed
-    // at once by DROP PARTITION).
-    let files = scan::files_under(&e2e::clickhouse_dir());
-    let hits = scan::find(&files, &[scan::Needle { what: "expired salt".into(), bytes: secret.to_vec() }]);
-    assert!(hits.is_empty(), "{hits:?}");
+    // ...and the salt's bytes are on no file of any server (on one server DROP PARTITION
+    // removes the part at once; a replica removes it when it has replayed the drop, within
+    // old_parts_lifetime).
+    let dirs: Vec<_> = install.nodes().iter().map(|n| n.dir().to_owned()).collect();
+    let needle = [scan::Needle { what: "expired salt".into(), bytes: secret.to_vec() }];
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let files: Vec<_> = dirs.iter().flat_map(|d| scan::files_under(d)).collect();
+        let hits = scan::find(&files, &needle);
+        if hits.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{hits:?}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }

@@ -279,7 +279,9 @@ impl ClickHouseConfig {
 
     /// The database names for this configuration. Call after [`Self::validate`].
     pub fn databases(&self) -> Databases {
-        Databases::new(&self.database_prefix).expect("database_prefix is validated before use")
+        Databases::new(&self.database_prefix)
+            .expect("database_prefix is validated before use")
+            .on_cluster(self.cluster())
     }
 
     /// A client with schema validation off (ClickHouse 18.16 cannot describe tables the way

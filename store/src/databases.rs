@@ -10,6 +10,17 @@ pub struct Databases {
     ingest: String,
     stage: String,
     rollups: String,
+    /// The ClickHouse cluster the installation runs on (`crate::cluster`), if any.
+    cluster: Option<String>,
+}
+
+/// Which servers a query of a system table covers on a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// One replica of each shard: each row of a sharded table counted once.
+    Shards,
+    /// Every node: what is left anywhere.
+    Nodes,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +44,46 @@ impl Databases {
             ingest: format!("{prefix}_ingest"),
             stage: format!("{prefix}_stage"),
             rollups: format!("{prefix}_rollups"),
+            cluster: None,
         })
+    }
+
+    /// The same installation on cluster `cluster` (`None`: one server).
+    pub fn on_cluster(mut self, cluster: Option<&str>) -> Self {
+        self.cluster = cluster.map(str::to_owned);
+        self
+    }
+
+    pub fn cluster(&self) -> Option<&str> {
+        self.cluster.as_deref()
+    }
+
+    /// What an `ALTER TABLE` of an event store (`<db>.events`: `DROP PARTITION`, `DELETE`)
+    /// names: the store on one server; on a cluster its replicated local parts, `ON CLUSTER`
+    /// (the `Distributed` table holds no rows to alter).
+    pub fn events_alter(&self, events: &str) -> String {
+        match &self.cluster {
+            None => events.to_owned(),
+            Some(cluster) => format!("{events}{} ON CLUSTER {cluster}", crate::cluster::LOCAL),
+        }
+    }
+
+    /// The name system tables give the event stores: `events`, or `events_local` on a cluster.
+    pub fn events_table_name(&self) -> String {
+        let local = if self.cluster.is_some() { crate::cluster::LOCAL } else { "" };
+        format!("events{local}")
+    }
+
+    /// `system.<table>` of the server; on a cluster, of the servers of `scope` (the `cluster`
+    /// table function, as the cluster user).
+    pub fn system(&self, table: &str, scope: Scope) -> String {
+        match (&self.cluster, scope) {
+            (None, _) => format!("system.{table}"),
+            (Some(cluster), Scope::Shards) => format!("cluster('{cluster}', system, {table})"),
+            (Some(cluster), Scope::Nodes) => {
+                format!("cluster('{}', system, {table})", crate::cluster::nodes_cluster(cluster))
+            }
+        }
     }
 
     /// Purpose A: audience analysis.

@@ -21,7 +21,7 @@ mod rows;
 
 pub use crate::{
     config::{ClickHouseConfig, ConfigProblem, LoadError, Millis, Seconds, load_toml, parse_toml, read_cookie_key},
-    databases::{Databases, InvalidPrefix},
+    databases::{Databases, InvalidPrefix, Scope},
     migrations::{BOOTSTRAP, MIGRATIONS, Migration, added_column, split_statements},
     rollups::{CURRENT_VISITORS_TABLE, CURRENT_WINDOW_S, Grain, Measures, ROLLUPS, Rollup, VISIT_GAP_S},
     rows::{
