@@ -21,6 +21,17 @@ pub struct Config {
     pub run: RunConfig,
     #[serde(default)]
     pub privacy: PrivacyConfig,
+    #[serde(default)]
+    pub cluster: ClusterConfig,
+}
+
+/// The nodes of the cluster (`[clickhouse] cluster`), which the aggregator reaches one by one
+/// for the operations ClickHouse 18.16 cannot forward ([`crate::Partitions`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// The HTTP URL of every node, as `[clickhouse] url` is written; required on a cluster.
+    pub nodes: Vec<String>,
 }
 
 /// Data-subject requests and the analysts' minimum group size.
@@ -111,9 +122,37 @@ impl Config {
         })
     }
 
+    /// Where `DROP PARTITION` goes: `client`'s server, or each node of the cluster, as the same
+    /// user.
+    pub fn partitions(&self, client: &clickhouse::Client) -> crate::Partitions {
+        let nodes = self
+            .cluster
+            .nodes
+            .iter()
+            .map(|url| {
+                ClickHouseConfig { url: url.clone(), ..self.clickhouse.clone() }.client(clickhouse::Compression::None)
+            })
+            .collect();
+        crate::Partitions::new(client.clone(), nodes)
+    }
+
     pub fn problems(&self) -> Vec<ConfigProblem> {
         let mut problems = Vec::new();
         self.clickhouse.validate(&mut problems);
+        match (self.clickhouse.cluster(), self.cluster.nodes.is_empty()) {
+            (Some(_), true) => {
+                problems.push(ConfigProblem::new("cluster.nodes", "a cluster needs the URL of every node"))
+            }
+            (None, false) => problems.push(ConfigProblem::new("cluster.nodes", "set only with [clickhouse] cluster")),
+            _ => {}
+        }
+        for url in &self.cluster.nodes {
+            let mut node = Vec::new();
+            ClickHouseConfig { url: url.clone(), ..ClickHouseConfig::default() }.validate(&mut node);
+            for problem in node.into_iter().filter(|p| p.key == "clickhouse.url") {
+                problems.push(ConfigProblem::new("cluster.nodes", format!("{url:?}: {}", problem.message)));
+            }
+        }
         let period = self.salts.rotation_period_s;
         // Whole days: salts are partitioned by the day their period starts, and deleting a
         // salt drops its partition, which must hold no other period.

@@ -8,6 +8,7 @@ mod audit;
 mod channels;
 mod config;
 mod migrate;
+mod partitions;
 mod retention;
 mod rollups;
 mod run;
@@ -18,6 +19,7 @@ mod subject;
 pub use crate::{
     config::{Config, PrivacyConfig, RetentionConfig, RunConfig, SaltsConfig},
     migrate::{MigrateError, Report as MigrateReport, migrate},
+    partitions::Partitions,
     retention::enforce as enforce_retention,
     rollups::{days_with, record_current_visitors, refresh as refresh_rollups},
     run::{Pass, PassError, forever as run_forever, pass as run_pass},

@@ -128,6 +128,7 @@ async fn run(config: aggregator::Config, command: Command) -> anyhow::Result<()>
     let databases = config.clickhouse.databases();
     // Uncompressed: admin traffic is small, and it keeps every ClickHouse-speaking server usable.
     let client = config.clickhouse.client(Compression::None);
+    let partitions = config.partitions(&client);
     let now = runtime::unix_now();
     match command {
         Command::Migrate => {
@@ -141,30 +142,40 @@ async fn run(config: aggregator::Config, command: Command) -> anyhow::Result<()>
             );
         }
         Command::Run { once: true } => {
-            let pass = aggregator::run_pass(&client, &databases, &config, now).await?;
+            let pass = aggregator::run_pass(&client, &partitions, &databases, &config, now).await?;
             println!(
                 "salts created: {}; salts deleted: {}; partitions dropped: {}; rollup days refreshed: {}",
                 pass.salts_created, pass.salts_deleted, pass.partitions_dropped, pass.rollup_days
             );
         }
         Command::Run { once: false } => {
-            aggregator::run_forever(&client, &databases, &config, runtime::unix_now, runtime::shutdown_signal()).await;
+            aggregator::run_forever(
+                &client,
+                &partitions,
+                &databases,
+                &config,
+                runtime::unix_now,
+                runtime::shutdown_signal(),
+            )
+            .await;
         }
         Command::Salts => {
             let created = aggregator::ensure_salts(&client, &databases, config.salts.rotation_period_s, now).await?;
-            let deleted = aggregator::expire_salts(&client, &databases, config.salts.grace_period_s, now).await?;
+            let deleted =
+                aggregator::expire_salts(&client, &partitions, &databases, config.salts.grace_period_s, now).await?;
             println!("salts created for {} period(s); {} expired salt(s) deleted", created.len(), deleted.len());
         }
         Command::Rollups { days } => {
             let today = store::day_number(now);
             let days: Vec<u16> =
                 (0..days.unwrap_or(config.privacy.rollup_days)).filter_map(|b| today.checked_sub(b)).collect();
-            aggregator::refresh_rollups(&client, &databases, &days, config.privacy.min_group_size).await?;
+            aggregator::refresh_rollups(&client, &partitions, &databases, &days, config.privacy.min_group_size).await?;
             aggregator::record_current_visitors(&client, &databases, now, config.privacy.min_group_size).await?;
             println!("rollup days refreshed: {}", days.len());
         }
         Command::Retention => {
-            let dropped = aggregator::enforce_retention(&client, &databases, &config.retention, now).await?;
+            let dropped =
+                aggregator::enforce_retention(&client, &partitions, &databases, &config.retention, now).await?;
             println!("partitions dropped: {}", dropped.len());
             for row in dropped {
                 println!("  {} ({} rows)", row.target, row.rows);
@@ -205,7 +216,8 @@ async fn run(config: aggregator::Config, command: Command) -> anyhow::Result<()>
                 }
             }
             if !matches!(action, SubjectAction::Export) {
-                aggregator::refresh_rollups(&client, &databases, &days, config.privacy.min_group_size).await?;
+                aggregator::refresh_rollups(&client, &partitions, &databases, &days, config.privacy.min_group_size)
+                    .await?;
             }
         }
         Command::Roles { format } => {

@@ -6,7 +6,7 @@ use clickhouse::{Client, Row};
 use serde::Deserialize;
 use store::{AuditRow, Databases, Scope, day_number};
 
-use crate::{audit, config::RetentionConfig};
+use crate::{audit, config::RetentionConfig, partitions::Partitions};
 
 #[derive(Debug, Row, Deserialize)]
 struct Partition {
@@ -18,6 +18,7 @@ struct Partition {
 /// between N and N + 1 days. Returns one audit row per dropped partition (already recorded).
 pub async fn enforce(
     client: &Client,
+    partitions: &Partitions,
     databases: &Databases,
     config: &RetentionConfig,
     now: u32,
@@ -32,8 +33,7 @@ pub async fn enforce(
         // On a cluster, each shard's parts (one replica each): rows counted once.
         let parts = databases.system("parts", Scope::Shards);
         for p in old_partitions(client, &parts, db, &stored_as, today.saturating_sub(days.get())).await? {
-            let target = databases.events_alter(&table);
-            client.query(&format!("ALTER TABLE {target} DROP PARTITION '{}'", p.partition)).execute().await?;
+            partitions.drop_partition(&format!("{db}.{stored_as}"), &format!("'{}'", p.partition)).await?;
             tracing::info!(table, partition = p.partition, rows = p.rows, "retention: partition dropped");
             let row = audit::deletion(
                 now,
@@ -48,10 +48,8 @@ pub async fn enforce(
         }
     }
     let current = store::CURRENT_VISITORS_TABLE;
-    // Replicated on every node: the node asked drops it, ZooKeeper tells the others.
     for p in old_partitions(client, "system.parts", databases.rollups(), current, today.saturating_sub(1)).await? {
-        let table = format!("{}.{current}", databases.rollups());
-        client.query(&format!("ALTER TABLE {table} DROP PARTITION '{}'", p.partition)).execute().await?;
+        partitions.drop_partition(&format!("{}.{current}", databases.rollups()), &format!("'{}'", p.partition)).await?;
     }
     Ok(dropped)
 }

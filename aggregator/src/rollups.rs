@@ -18,11 +18,12 @@ use store::{
     VISIT_GAP_S,
 };
 
-use crate::channels::Channels;
+use crate::{channels::Channels, partitions::Partitions};
 
 /// Recomputes every rollup for each of `days` (day numbers since the epoch).
 pub async fn refresh(
     client: &Client,
+    partitions: &Partitions,
     databases: &Databases,
     days: &[u16],
     min_group_size: u32,
@@ -32,7 +33,7 @@ pub async fn refresh(
         let date = date_literal(day);
         for rollup in ROLLUPS {
             let table = format!("{}.{}", databases.rollups(), rollup.table);
-            client.query(&format!("ALTER TABLE {table} DROP PARTITION '{date}'")).execute().await?;
+            partitions.drop_partition(&table, &format!("'{date}'")).await?;
             client.query(&insert_sql(databases, rollup, &date, min_group_size, &channels)).execute().await?;
         }
     }

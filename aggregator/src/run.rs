@@ -8,7 +8,7 @@ use std::{future::Future, time::Duration};
 use clickhouse::Client;
 use store::Databases;
 
-use crate::{Config, retention, rollups, salts};
+use crate::{Config, partitions::Partitions, retention, rollups, salts};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PassError {
@@ -27,13 +27,19 @@ pub struct Pass {
     pub rollup_days: usize,
 }
 
-pub async fn pass(client: &Client, databases: &Databases, config: &Config, now: u32) -> Result<Pass, PassError> {
+pub async fn pass(
+    client: &Client,
+    partitions: &Partitions,
+    databases: &Databases,
+    config: &Config,
+    now: u32,
+) -> Result<Pass, PassError> {
     let created = salts::ensure(client, databases, config.salts.rotation_period_s, now).await?;
-    let deleted = salts::expire(client, databases, config.salts.grace_period_s, now).await?;
-    let dropped = retention::enforce(client, databases, &config.retention, now).await?;
+    let deleted = salts::expire(client, partitions, databases, config.salts.grace_period_s, now).await?;
+    let dropped = retention::enforce(client, partitions, databases, &config.retention, now).await?;
     let today = store::day_number(now);
     let days: Vec<u16> = (0..config.privacy.rollup_days).filter_map(|back| today.checked_sub(back)).collect();
-    rollups::refresh(client, databases, &days, config.privacy.min_group_size).await?;
+    rollups::refresh(client, partitions, databases, &days, config.privacy.min_group_size).await?;
     rollups::record_current_visitors(client, databases, now, config.privacy.min_group_size).await?;
     Ok(Pass {
         salts_created: created.len(),
@@ -51,6 +57,7 @@ pub const CURRENT_INTERVAL: Duration = Duration::from_secs(60);
 /// the next interval: a ClickHouse outage must not stop salt rotation for good.
 pub async fn forever(
     client: &Client,
+    partitions: &Partitions,
     databases: &Databases,
     config: &Config,
     clock: fn() -> u32,
@@ -66,7 +73,7 @@ pub async fn forever(
     current.tick().await;
     loop {
         tokio::select! {
-            _ = passes.tick() => match pass(client, databases, config, clock()).await {
+            _ = passes.tick() => match pass(client, partitions, databases, config, clock()).await {
                 Ok(p) => tracing::info!(
                     salts_created = p.salts_created,
                     salts_deleted = p.salts_deleted,

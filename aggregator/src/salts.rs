@@ -9,7 +9,7 @@ use clickhouse::Row;
 use serde::Deserialize;
 use store::{AuditRow, Databases, SaltRow};
 
-use crate::audit;
+use crate::{audit, partitions::Partitions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SaltError {
@@ -71,6 +71,7 @@ struct Period {
 /// of those periods.
 pub async fn expire(
     client: &Client,
+    partitions: &Partitions,
     databases: &Databases,
     grace_s: u32,
     now: u32,
@@ -85,18 +86,17 @@ pub async fn expire(
         .await
         .map_err(|source| SaltError::ClickHouse { what: "reading salt periods", source })?;
     let expired = |p: &Period| u64::from(p.end) + u64::from(grace_s) <= u64::from(now);
-    let mut partitions: Vec<u32> = periods.iter().filter(|p| expired(p)).map(|p| p.partition).collect();
-    partitions.dedup();
+    let mut expired_partitions: Vec<u32> = periods.iter().filter(|p| expired(p)).map(|p| p.partition).collect();
+    expired_partitions.dedup();
     let mut deleted = Vec::new();
-    for partition in partitions {
+    for partition in expired_partitions {
         let in_partition: Vec<&Period> = periods.iter().filter(|p| p.partition == partition).collect();
         if !in_partition.iter().all(|p| expired(p)) {
             tracing::warn!(partition, "a salt partition holds periods not yet expired; not dropped");
             continue;
         }
-        client
-            .query(&format!("ALTER TABLE {table} DROP PARTITION {partition}"))
-            .execute()
+        partitions
+            .drop_partition(&table, &partition.to_string())
             .await
             .map_err(|source| SaltError::ClickHouse { what: "dropping an expired salt", source })?;
         let rows: Vec<AuditRow> = in_partition

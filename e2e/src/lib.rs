@@ -152,7 +152,7 @@ impl Install {
         let passwords =
             store::roles::Role::ALL.iter().map(|r| (r.password_env(), format!("{prefix}-{}-pw", r.name()))).collect();
         let install = Self { prefix, dir: tempfile::tempdir().unwrap(), server: server.clone(), cluster, passwords };
-        std::fs::write(install.aggregator_config(), install.clickhouse_section()).unwrap();
+        install.configure_aggregator("");
         let out = install.aggregator(&["migrate"]);
         assert!(out.status.success(), "migrate failed: {}", String::from_utf8_lossy(&out.stderr));
         let roles = install.aggregator(&["roles"]);
@@ -189,11 +189,33 @@ impl Install {
             return;
         }
         let databases = store::Databases::new(&self.prefix).expect("a valid prefix");
+        let local = store::cluster::LOCAL;
+        let tables = [
+            databases.salts(),
+            format!("{}{local}", databases.audience_events()),
+            format!("{}{local}", databases.troubleshooting_events()),
+        ];
         for node in self.nodes() {
-            for db in [databases.audience(), databases.troubleshooting()] {
-                node.sql(&format!("SYSTEM SYNC REPLICA {db}.events{}", store::cluster::LOCAL));
+            for table in &tables {
+                node.sql(&format!("SYSTEM SYNC REPLICA {table}"));
             }
         }
+    }
+
+    /// `TRUNCATE TABLE table`; on a cluster sent to the table's leader replica, since 18.16
+    /// forwards it there as a user the installation does not have.
+    pub fn truncate(&self, table: &str) {
+        let (database, name) = table.split_once('.').expect("database.table");
+        let leads = |node: &Server| {
+            node.sql_u64(&format!(
+                "SELECT count() FROM system.replicas WHERE database = '{database}' AND table = '{name}' AND is_leader"
+            )) > 0
+        };
+        let node = match &self.cluster {
+            Some((_, nodes)) => nodes.iter().find(|n| leads(n)).expect("a leader replica").clone(),
+            None => self.server.clone(),
+        };
+        node.sql(&format!("TRUNCATE TABLE {table}"));
     }
 
     /// Every server the installation is on: the server, or each node of the cluster.
@@ -236,9 +258,17 @@ impl Install {
         self.dir.path().join("aggregator.toml")
     }
 
-    /// Rewrites the aggregator config with `extra` after `[clickhouse]`.
+    /// Rewrites the aggregator config with `extra` after `[clickhouse]` (and on a cluster,
+    /// `[cluster] nodes` last).
     pub fn configure_aggregator(&self, extra: &str) {
-        std::fs::write(self.aggregator_config(), format!("{}{extra}", self.clickhouse_section())).unwrap();
+        let nodes = match &self.cluster {
+            Some((_, nodes)) => {
+                let urls: Vec<String> = nodes.iter().map(|n| format!("\"{}\"", n.url())).collect();
+                format!("[cluster]\nnodes = [{}]\n", urls.join(", "))
+            }
+            None => String::new(),
+        };
+        std::fs::write(self.aggregator_config(), format!("{}{extra}{nodes}", self.clickhouse_section())).unwrap();
     }
 
     pub fn aggregator(&self, args: &[&str]) -> Output {

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use e2e::{Install, scan};
+use e2e::{Install, cluster::Cluster, scan};
 use store::pseudonym::SaltKeys;
 
 fn now() -> u32 {
@@ -19,6 +19,16 @@ fn retention_drops_exactly_the_expired_partitions_and_audits_them() {
 #[test]
 fn an_expired_salt_leaves_the_collector_clickhouse_and_the_disk() {
     salt_expiry(&Install::new("saltexpiry"));
+}
+
+/// Both on 2 shards x 2 replicas (docs/operations.md, Running a cluster): retention drops the
+/// partitions of every shard on each shard's leader, and the expired salt leaves every node's
+/// disk.
+#[test]
+fn retention_and_salt_expiry_reach_every_node_of_a_cluster() {
+    let cluster = Cluster::start("lifecycle", 2, 2);
+    retention(&Install::on_cluster(&cluster, "clretention"));
+    salt_expiry(&Install::on_cluster(&cluster, "clsaltexpiry"));
 }
 
 /// Rows back-dated over five days in both stores; a pass with one day of retention drops the
@@ -72,7 +82,7 @@ fn retention(install: &Install) {
 fn salt_expiry(install: &Install) {
     install.configure_aggregator("[salts]\ngrace_period_s = 0\n");
     let salts = format!("{}_meta.salts", install.prefix);
-    install.sql(&format!("TRUNCATE TABLE {salts}"));
+    install.truncate(&salts);
     // A salt whose period started yesterday and ends in a few seconds.
     let secret: [u8; 32] = *b"expiring-salt-0123456789abcdefgh";
     let (start, end) = (now() - 86_400, now() + 4);
@@ -106,6 +116,7 @@ fn salt_expiry(install: &Install) {
     // Past the grace period the aggregator deletes it from ClickHouse, audited.
     let out = install.aggregator(&["run", "--once"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    install.sync_replicas();
     assert_eq!(install.sql_u64(&format!("SELECT count() FROM {salts} WHERE toUInt32(period_start) = {start}")), 0);
     assert_eq!(
         install.sql_u64(&format!(
