@@ -18,13 +18,15 @@ fn a_two_by_two_cluster_takes_the_migrations_and_keeps_each_visitor_on_one_shard
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("aggregator.toml");
     let first = &cluster.nodes[0].server;
+    let nodes: Vec<String> = cluster.nodes.iter().map(|n| format!("\"{}\"", n.server.url())).collect();
     std::fs::write(
         &config,
         format!(
             "[clickhouse]\nurl = \"{}\"\nuser = \"admin\"\npassword_env = \"WEBSTATS_CH_PASSWORD_ADMIN\"\n\
-             database_prefix = \"{prefix}\"\ncluster = \"{}\"\n",
+             database_prefix = \"{prefix}\"\ncluster = \"{}\"\n[cluster]\nnodes = [{}]\n",
             first.url(),
-            cluster.name
+            cluster.name,
+            nodes.join(", ")
         ),
     )
     .unwrap();
