@@ -99,6 +99,8 @@ fn salt_expiry(install: &Install) {
         c.beacon(r#"{"site":"s","url":"https://a.example.ru/"}"#, &[("x-forwarded-for", ip), ("user-agent", ua)]);
     assert_eq!(reply.status, 202, "{}", reply.text());
     assert_eq!(install.wait_for_count(&format!("SELECT count() FROM {}", install.audience()), 1), 1);
+    // On a cluster the next read may go to the shard's other replica.
+    install.sync_replicas();
     let stored = install.sql_u64(&format!("SELECT visitor_id FROM {}", install.audience()));
     assert_eq!(stored, SaltKeys::derive(&secret).visitor_id("s", ip.parse().unwrap(), ua));
 
