@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use e2e::{Collector, Install, scan, sql, sql_u64, wait_for_count};
+use e2e::{Collector, Install, cluster::Cluster, scan, sql_u64, wait_for_count};
 use store::pseudonym::CookieKey;
 
 const KEY: &str = "subject-test-cookie-key-0123456789abcdef";
@@ -29,7 +29,19 @@ fn subject(install: &Install, args: &[&str]) -> String {
 
 #[test]
 fn block_export_erase_and_unblock_a_person() {
-    let install = Install::new("subject");
+    requests(&Install::new("subject"));
+}
+
+/// The same on 2 shards x 2 replicas (docs/operations.md, Running a cluster): the erase
+/// reaches both replicas of the person's shard.
+#[test]
+fn the_requests_of_a_person_reach_every_node_of_a_cluster() {
+    let cluster = Cluster::start("subject", 2, 2);
+    requests(&Install::on_cluster(&cluster, "clsubject"));
+}
+
+/// Export, block, erase and unblock of one person, each audited, with nothing raw on disk.
+fn requests(install: &Install) {
     install.configure_aggregator("[privacy]\ncookie_key_env = \"TEST_COOKIE_KEY\"\n");
     let c = install.collector_with(
         "[sink]\nflush_interval_ms = 200\n\
@@ -40,49 +52,55 @@ fn block_export_erase_and_unblock_a_person() {
     c.wait_until(|c| c.try_get("/readyz").is_some_and(|r| r.0 == 200), "/readyz");
     let alice = CookieKey::from_material(KEY.as_bytes()).unwrap().cookie_id("lk", ALICE);
     let (audience, trouble) = (install.audience(), install.troubleshooting());
-    let count = |table: &str, id: u64| sql_u64(&format!("SELECT count() FROM {table} WHERE cookie_id = {id}"));
+    let count = |table: &str, id: u64| install.sql_u64(&format!("SELECT count() FROM {table} WHERE cookie_id = {id}"));
 
     for path in ["/", "/pay", "/accounts/1234567/bills"] {
         assert_eq!(send(&c, ALICE, path), 202);
     }
     assert_eq!(send(&c, BOB, "/"), 202);
-    assert_eq!(wait_for_count(&format!("SELECT count() FROM {audience}"), 4), 4);
+    assert_eq!(install.wait_for_count(&format!("SELECT count() FROM {audience}"), 4), 4);
+    install.wait_for_count(&format!("SELECT count() FROM {trouble}"), 4);
+    install.sync_replicas();
     assert_eq!(count(&audience, alice), 3);
 
     // Export: every stored row, both stores, as JSON; never the raw cookie value.
     let export: serde_json::Value =
-        serde_json::from_str(&subject(&install, &["export", "--site", "lk", "--cookie", ALICE])).unwrap();
+        serde_json::from_str(&subject(install, &["export", "--site", "lk", "--cookie", ALICE])).unwrap();
     assert_eq!(export["stores"]["audience"].as_array().unwrap().len(), 3);
     assert_eq!(export["stores"]["troubleshooting"].as_array().unwrap().len(), 3);
     assert_eq!(export["stores"]["audience"][0]["cookie_id"], alice.to_string());
     assert!(!export.to_string().contains(ALICE));
 
     // Block: from the collector's next refresh on, Alice's beacons are dropped and counted.
-    assert!(subject(&install, &["block", "--site", "lk", "--cookie", ALICE]).contains("blocked 1"));
+    assert!(subject(install, &["block", "--site", "lk", "--cookie", ALICE]).contains("blocked 1"));
     c.wait_until(|c| c.metric("webstats_collector_blocklist_entries") == 1.0, "the collector to load the block");
     assert_eq!(send(&c, ALICE, "/after-block"), 202, "a blocked beacon is answered like any other");
     assert_eq!(c.metric_sum("webstats_collector_beacons_dropped_total", &[("reason", "blocked")]), 1.0);
     assert_eq!(send(&c, BOB, "/bob-still-counted"), 202);
-    assert_eq!(wait_for_count(&format!("SELECT count() FROM {audience} WHERE path = '/bob-still-counted'"), 1), 1);
     assert_eq!(
-        sql_u64(&format!("SELECT count() FROM {audience} WHERE path = '/after-block'")),
+        install.wait_for_count(&format!("SELECT count() FROM {audience} WHERE path = '/bob-still-counted'"), 1),
+        1
+    );
+    install.sync_replicas();
+    assert_eq!(
+        install.sql_u64(&format!("SELECT count() FROM {audience} WHERE path = '/after-block'")),
         0,
         "dropped, never stored"
     );
 
     // Erase: nothing of Alice's is left in either store; Bob's rows stay.
-    assert!(subject(&install, &["erase", "--site", "lk", "--cookie", ALICE]).contains("erased 6 row(s)"));
+    assert!(subject(install, &["erase", "--site", "lk", "--cookie", ALICE]).contains("erased 6 row(s)"));
     assert_eq!((count(&audience, alice), count(&trouble, alice)), (0, 0));
-    assert_eq!(sql_u64(&format!("SELECT count() FROM {audience} WHERE cookie_id != 0")), 2);
+    assert_eq!(install.sql_u64(&format!("SELECT count() FROM {audience} WHERE cookie_id != 0")), 2);
 
     // Unblock: Alice's beacons are stored again.
-    subject(&install, &["unblock", "--site", "lk", "--cookie", ALICE]);
+    subject(install, &["unblock", "--site", "lk", "--cookie", ALICE]);
     c.wait_until(|c| c.metric("webstats_collector_blocklist_entries") == 0.0, "the collector to load the unblock");
     assert_eq!(send(&c, ALICE, "/after-unblock"), 202);
-    assert_eq!(wait_for_count(&format!("SELECT count() FROM {audience} WHERE path = '/after-unblock'"), 1), 1);
+    assert_eq!(install.wait_for_count(&format!("SELECT count() FROM {audience} WHERE path = '/after-unblock'"), 1), 1);
 
     // Every request is audited under the pseudonym; no raw value is anywhere in the audit.
-    let audit = sql(&format!(
+    let audit = install.sql(&format!(
         "SELECT action, target, subject_kind, subject_id, rows FROM {p}_admin.audit ORDER BY action, target FORMAT TSV",
         p = install.prefix
     ));
@@ -95,12 +113,12 @@ fn block_export_erase_and_unblock_a_person() {
          subject_unblock\t\tcookie\t{alice}\t0\n"
     );
     assert_eq!(audit, expected, "one audit row per request, and per table erased");
-    let everything = sql(&format!("SELECT * FROM {}_admin.audit FORMAT TSV", install.prefix));
+    let everything = install.sql(&format!("SELECT * FROM {}_admin.audit FORMAT TSV", install.prefix));
     assert!(!everything.contains("alice"));
 
     // The raw cookie values and the address are in no file of the server (the audit and
     // blocklist tables included) and not in the collector's log.
-    let mut files = scan::files_under(&e2e::clickhouse_dir());
+    let mut files: Vec<_> = install.nodes().iter().flat_map(|n| scan::files_under(n.dir())).collect();
     files.push(c.log.clone());
     let mut needles = vec![scan::text_needle("cookie", ALICE), scan::text_needle("cookie", BOB)];
     needles.extend(scan::ip_needles("203.0.113.50".parse().unwrap()).into_iter().filter(|n| n.bytes.len() != 4));
