@@ -84,12 +84,12 @@ ensure_secrets() {
     source "$SECRETS"
 }
 
-# configure NODE SHARD REPLICA: the node's secrets, config.d/cluster.xml and the cluster user.
+# configure NODE SHARD REPLICA: the node's secrets, config.d/cluster.xml (from the <shard>
+# lists in $DIR) and the cluster user.
 configure() {
     local node_dir="$WORK/clickhouse/$1"
     mkdir -p "$node_dir/config.d" "$node_dir/users.d"
     (umask 077; grep '^WEBSTATS_CH_PASSWORD_ADMIN=' "$SECRETS" > "$node_dir/secrets.env")
-    (umask 077; shards_xml shard > "$DIR/shards.xml"; shards_xml node > "$DIR/nodes.xml")
     sed -e "s|@ZOOKEEPER_PORT@|$base_port|" -e "s|@CLUSTER@|$name|g" -e "s|@SHARD@|$2|" -e "s|@REPLICA@|$3|" \
         -e "/@SHARDS@/{r $DIR/shards.xml" -e "d}" -e "/@NODES@/{r $DIR/nodes.xml" -e "d}" \
         "$ROOT/config/clickhouse/cluster.xml" > "$node_dir/config.d/cluster.xml"
@@ -102,6 +102,7 @@ configure() {
 start() {
     ensure_secrets
     echo "$shards $replicas $base_port" > "$SHAPE"
+    (umask 077; shards_xml shard > "$DIR/shards.xml"; shards_xml node > "$DIR/nodes.xml")
     "$ROOT/scripts/zookeeper.sh" start --name "$ZK_NAME" --port "$base_port"
     local node shard replica http tcp inter
     while read -r node shard replica http tcp inter; do

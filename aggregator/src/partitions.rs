@@ -7,29 +7,31 @@
 
 use clickhouse::{Client, error::Error};
 
-pub struct Partitions {
-    /// The server, or every node of the cluster.
-    nodes: Vec<Client>,
-    cluster: bool,
+pub enum Partitions {
+    /// One server.
+    Server(Box<Client>),
+    /// One client per node of the cluster.
+    Cluster(Vec<Client>),
 }
 
 impl Partitions {
-    /// On one server: `client`. On a cluster: one client per node.
+    /// On one server (no `nodes`): `client`. On a cluster: one client per node.
     pub fn new(client: Client, nodes: Vec<Client>) -> Self {
-        if nodes.is_empty() { Self { nodes: vec![client], cluster: false } } else { Self { nodes, cluster: true } }
+        if nodes.is_empty() { Self::Server(Box::new(client)) } else { Self::Cluster(nodes) }
     }
 
     /// Drops partition `partition` (an SQL literal: `'2026-11-24'`, `20261124`) of `table`
     /// (`database.name`, the replicated or the only table; not a Distributed one).
     pub async fn drop_partition(&self, table: &str, partition: &str) -> Result<(), Error> {
         let statement = format!("ALTER TABLE {table} DROP PARTITION {partition}");
-        if !self.cluster {
-            return self.nodes[0].query(&statement).execute().await;
-        }
+        let nodes = match self {
+            Self::Server(client) => return client.query(&statement).execute().await,
+            Self::Cluster(nodes) => nodes,
+        };
         let (database, name) =
             table.split_once('.').ok_or_else(|| Error::Custom(format!("{table} names no database")))?;
         let mut leaders = 0;
-        for node in &self.nodes {
+        for node in nodes {
             let leads: u64 = node
                 .query("SELECT count() FROM system.replicas WHERE database = ? AND table = ? AND is_leader")
                 .bind(database)

@@ -33,16 +33,10 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// woothee's crawler category, a bot pattern or the bot list: kept out of the audience
-    /// store (unless the site excludes the list patterns, [`Agent::is_bot_for`]).
+    /// woothee's crawler category, a bot pattern or the bot list, on a site that excludes no
+    /// list pattern (what a site counts is `signals::Signals::verdict`'s to say).
     pub fn is_bot(&self) -> bool {
-        self.is_bot_for(&[])
-    }
-
-    /// Whether it is a bot for a site that does not count the list patterns `excluded` (its
-    /// false positives: `[[sites]] bot_exclusions`).
-    pub fn is_bot_for(&self, excluded: &[u16]) -> bool {
-        self.bot_besides_list.is_some() || self.first_list_match(excluded).is_some()
+        self.bot_besides_list.is_some() || !self.list_matches.is_empty()
     }
 
     /// The first list pattern that matches it and that a site with `excluded` counts.

@@ -99,25 +99,19 @@ pub fn statements(statement: &str, databases: &Databases, cluster: &str) -> Resu
 /// The sharded tables of an installation: the event stores and their ingest twins; and the
 /// stage Buffers, which are local to each node.
 struct Sharded {
-    tables: [String; 4],
     /// `(ingest table, the store it feeds)`.
     ingest: [(String, String); 2],
+    /// `<stage>.`: the database part of the Buffers' names.
     stage: String,
 }
 
 impl Sharded {
     fn new(databases: &Databases) -> Self {
-        let (audience, troubleshooting) = (databases.audience_events(), databases.troubleshooting_events());
-        let (ingest_audience, ingest_troubleshooting) =
-            (databases.ingest_audience(), databases.ingest_troubleshooting());
         Self {
-            tables: [
-                audience.clone(),
-                troubleshooting.clone(),
-                ingest_audience.clone(),
-                ingest_troubleshooting.clone(),
+            ingest: [
+                (databases.ingest_audience(), databases.audience_events()),
+                (databases.ingest_troubleshooting(), databases.troubleshooting_events()),
             ],
-            ingest: [(ingest_audience, audience), (ingest_troubleshooting, troubleshooting)],
             stage: format!("{}.", databases.stage()),
         }
     }
@@ -131,7 +125,7 @@ impl Sharded {
     }
 
     fn contains(&self, table: &str) -> bool {
-        self.tables.iter().any(|t| t == table)
+        self.is_store(table) || self.is_ingest(table)
     }
 
     fn is_ingest(&self, table: &str) -> bool {
