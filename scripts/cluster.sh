@@ -112,7 +112,7 @@ start() {
     done < <(nodes)
     # ON CLUSTER DDL answers once every node has run it: the cluster is whole.
     local first_http
-    first_http="$(nodes | head -n 1 | cut -d' ' -f4)"
+    first_http="$(nodes | awk 'NR == 1 { print $4 }')"
     WEBSTATS_CH_PASSWORD_ADMIN="$WEBSTATS_CH_PASSWORD_ADMIN" python3 - "$first_http" "$name" <<'PY'
 import os, sys, time, urllib.request
 port, cluster = sys.argv[1], sys.argv[2]

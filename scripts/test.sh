@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: sets up real components and runs every test.
-#   1. Chromium, chromedriver, Prometheus and ZooKeeper (apt), GeoIP databases
+#   1. Chromium, chromedriver, Prometheus, ZooKeeper and HAProxy (apt), GeoIP databases
 #      (scripts/geoip.sh), the bot lists and User-Agent corpora (scripts/bots.sh) and the Python
 #      venv (chdb-core)
 #   2. a ClickHouse 18.16 server of its own, fresh data directory, free ports
@@ -23,8 +23,9 @@ ensure_python
 # (e2e/tests/browser.rs); both come from one Debian source package, so their versions match.
 # The collector-health dashboard and the alerts are tested on Prometheus and promtool
 # (e2e/tests/collector_health.rs). The cluster tests start ZooKeeper from its jar, with Java
-# (e2e/tests/cluster.rs, scripts/cluster.sh).
-ensure_apt chromium chromium-driver prometheus zookeeper default-jre-headless
+# (e2e/tests/cluster.rs, scripts/cluster.sh). Two collectors run behind HAProxy
+# (e2e/tests/faults.rs, scripts/haproxy.sh).
+ensure_apt chromium chromium-driver prometheus zookeeper default-jre-headless haproxy
 
 "$ROOT/scripts/geoip.sh"
 "$ROOT/scripts/bots.sh"

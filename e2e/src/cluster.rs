@@ -78,6 +78,31 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Starts whatever is stopped (a node, a shard, ZooKeeper) on its ports and data, and waits
+    /// until ON CLUSTER DDL reaches every node again.
+    pub fn heal(&self) {
+        script(&["start", "--name", &self.name]);
+    }
+
+    /// Stops ZooKeeper (SIGTERM, waits for the exit).
+    pub fn stop_zookeeper(&self) {
+        run("zookeeper.sh", &["stop", "--name", &self.name]);
+    }
+}
+
+impl Node {
+    /// SIGKILL: no shutdown, the ZooKeeper session left to expire.
+    pub fn kill(&self) {
+        run("clickhouse.sh", &["kill", "--name", &self.name]);
+    }
+
+    /// Stops the server (SIGTERM, waits for the exit).
+    pub fn stop(&self) {
+        run("clickhouse.sh", &["stop", "--name", &self.name]);
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = Command::new("bash")
@@ -103,15 +128,20 @@ impl Drop for Cluster {
 
 /// Runs scripts/cluster.sh; its stdout. Panics with everything it printed on failure.
 fn script(args: &[&str]) -> String {
+    run("cluster.sh", args)
+}
+
+/// Runs one of the scripts; its stdout. Panics with everything it printed on failure.
+fn run(script: &str, args: &[&str]) -> String {
     let out = Command::new("bash")
-        .arg(repo_root().join("scripts/cluster.sh"))
+        .arg(repo_root().join("scripts").join(script))
         .args(args)
         .output()
-        .expect("cannot run scripts/cluster.sh");
+        .unwrap_or_else(|e| panic!("cannot run scripts/{script}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "cluster.sh {args:?}: {}\n{stdout}{}",
+        "{script} {args:?}: {}\n{stdout}{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );

@@ -25,9 +25,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod balancer;
 pub mod browser;
 pub mod cluster;
 pub mod grafana;
+pub mod load;
 pub mod scan;
 pub mod seed;
 mod server;

@@ -67,10 +67,11 @@ impl Beacon {
     }
 }
 
-/// Writes `beacons` into `table` as admin on the shared server.
-pub fn insert(table: &str, beacons: &[Beacon]) {
+/// Writes `beacons` into `table` of `install` as admin (on a cluster, through its Distributed
+/// table, so the rows are sharded as the collector's are).
+pub fn insert(install: &crate::Install, table: &str, beacons: &[Beacon]) {
     let body: String = beacons.iter().map(|b| Value::Object(b.fields.clone()).to_string() + "\n").collect();
-    crate::sql(&format!("INSERT INTO {table} FORMAT JSONEachRow\n{body}"));
+    install.sql(&format!("INSERT INTO {table} FORMAT JSONEachRow\n{body}"));
 }
 
 /// A number from a JSON result: ClickHouse quotes 64-bit integers; `None` for null.

@@ -282,7 +282,7 @@ fn script(args: &[&str]) -> Result<String, String> {
 /// A free port in 20000..32000: below Linux's ephemeral range (32768..60999), where the
 /// kernel picks client ports and `free_port()` answers, so that a stopped private server
 /// finds its ports free again when it restarts.
-fn quiet_port() -> u16 {
+pub(crate) fn quiet_port() -> u16 {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     for _ in 0..1000 {
         let random =

@@ -256,20 +256,20 @@ fn troubleshooting(day: u16) -> Vec<Beacon> {
     b
 }
 
-#[test]
-fn panels_answer_exactly_on_seeded_data() {
-    let install = Install::new("dashboards");
-    // k = 2, so that two visitors make a group.
+/// Seeds `install` with the audience and troubleshooting rows the panels' answers are known
+/// for (k = 2, so that two visitors make a group) and computes the rollups; the seeded day.
+fn seed_and_roll_up(install: &Install) -> u16 {
     install.configure_aggregator("[privacy]\nmin_group_size = 2\n");
     let day = seed::today() - 1;
-    seed::insert(&install.audience(), &audience(day));
+    seed::insert(install, &install.audience(), &audience(day));
     // The previous period (the day before): two bounces.
     seed::insert(
+        install,
         &install.audience(),
         &[Beacon::pageview("lk", day - 1, "09:00:00", 21, "/"), Beacon::pageview("lk", day - 1, "09:00:00", 22, "/")],
     );
-    seed::insert(&install.troubleshooting(), &troubleshooting(day));
-    // Three visitors of another site now, for the current visitors.
+    seed::insert(install, &install.troubleshooting(), &troubleshooting(day));
+    // Three visitors of another site a minute ago, for the current visitors.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() - 60;
     let live: Vec<Beacon> = (31..=33)
         .map(|v| {
@@ -277,9 +277,17 @@ fn panels_answer_exactly_on_seeded_data() {
             Beacon::pageview("live", d, &format!("{}:{}:{}", s / 3600, s / 60 % 60, s % 60), v, "/")
         })
         .collect();
-    seed::insert(&install.audience(), &live);
+    seed::insert(install, &install.audience(), &live);
     let out = install.aggregator(&["rollups", "--days", "3"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    install.sync_replicas();
+    day
+}
+
+#[test]
+fn panels_answer_exactly_on_seeded_data() {
+    let install = Install::new("dashboards");
+    let day = seed_and_roll_up(&install);
 
     let r = run_all(&install, Range::days(day, day), VarValue::One("lk".into()));
     let panel = |key: &str| r.get(key).unwrap_or_else(|| panic!("no panel {key}; have {:?}", r.keys()));
@@ -398,6 +406,54 @@ fn panels_answer_exactly_on_seeded_data() {
     let all = VarValue::All { all_value: None, options: vec!["live".into(), "lk".into()] };
     let everything = run_all(&install, Range::days(day - 1, day), all);
     assert_eq!(n(&everything["webstats-audience / Visitors"][1], "Visitors"), 17.0, "both days of lk");
+}
+
+/// The same rows on one server and on a 2 x 2 cluster (docs/operations.md, "Running a
+/// cluster"), seeded through the Distributed tables: every rollup table holds the same rows,
+/// and every panel of every dashboard gives the same answer, for one site and for all.
+#[test]
+fn the_rollups_and_panels_give_the_same_answers_on_a_two_by_two_cluster() {
+    let cluster = e2e::cluster::Cluster::start("dashboards", 2, 2);
+    let single = Install::new("dashsingle");
+    let clustered = Install::on_cluster(&cluster, "dashcluster");
+    let day = seed_and_roll_up(&single);
+    assert_eq!(seed_and_roll_up(&clustered), day);
+
+    // Every table of the rollups database, row by row (each install names it by its prefix).
+    let tables = single
+        .sql(&format!("SELECT name FROM system.tables WHERE database = '{}_rollups' ORDER BY name", single.prefix));
+    let tables: Vec<&str> = tables.lines().collect();
+    assert!(tables.len() >= 15 && tables.contains(&"daily_totals"), "{tables:?}");
+    for table in tables {
+        // The current visitors are stamped with the minute they were counted in.
+        let columns = if table == "current_visitors" { "site, visitors" } else { "*" };
+        let rows = |install: &Install| {
+            let mut rows: Vec<String> = install
+                .sql(&format!("SELECT {columns} FROM {}_rollups.{table} FORMAT JSONEachRow", install.prefix))
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            rows.sort();
+            rows
+        };
+        let (one, many) = (rows(&single), rows(&clustered));
+        assert_eq!(one, many, "rollups.{table} differs between one server and the cluster");
+        eprintln!("[dashboards] rollups.{table}: {} rows, the same on the cluster", one.len());
+    }
+
+    let all = || VarValue::All { all_value: None, options: vec!["live".into(), "lk".into()] };
+    for (range, site) in [
+        (Range::days(day, day), VarValue::One("lk".into())),
+        (Range::days(day, day), VarValue::One("live".into())),
+        (Range::days(day - 1, day), all()),
+    ] {
+        let (one, many) = (run_all(&single, range, site.clone()), run_all(&clustered, range, site));
+        assert_eq!(one.len(), many.len());
+        for (panel, rows) in &one {
+            assert!(!panel.is_empty());
+            assert_eq!(Some(rows), many.get(panel), "{panel}: one server, then the cluster");
+        }
+    }
 }
 
 #[test]

@@ -86,7 +86,7 @@ fn visits_are_runs_with_gaps_of_at_most_30_minutes() {
         beacons.push(Beacon::pageview("midnight", day, "23:55:00", cookie, "/a").cookie(cookie));
         beacons.push(Beacon::pageview("midnight", day + 1, "00:05:00", cookie + 10, "/b").cookie(cookie));
     }
-    seed::insert(&install.audience(), &beacons);
+    seed::insert(&install, &install.audience(), &beacons);
     let out = install.aggregator(&["rollups", "--days", "4"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 

@@ -114,11 +114,17 @@ impl Inserter {
 
 /// The one decision about ClickHouse errors: a batch refused for its data will be refused
 /// again, so retrying it would block the rows behind it; everything else (network, timeouts,
-/// overload, missing tables during a migration, authentication) may heal and is retried.
+/// overload, missing tables during a migration, authentication, another node of a cluster
+/// failing) may heal and is retried.
 pub fn is_permanent(error: &ChError) -> bool {
     // Codes of ClickHouse's ErrorCodes.cpp meaning "this data cannot be inserted".
     const DATA_ERRORS: [u32; 14] = [6, 26, 27, 32, 33, 38, 41, 53, 69, 70, 72, 117, 131, 349];
+    // How a Distributed insert reports a shard's replica that went away mid-insert (as code 32,
+    // "Attempt to read after eof", on 18.16): the data was parsed on the node asked, so an
+    // error while talking to another node is about that node, not about the data.
+    const FROM_ANOTHER_NODE: &str = "while receiving packet from";
     match error {
+        ChError::BadResponse(message) if message.contains(FROM_ANOTHER_NODE) => false,
         ChError::BadResponse(_) => error_code(error).is_some_and(|c| DATA_ERRORS.contains(&c)),
         ChError::DataFormat(_) | ChError::SequenceMustHaveLength | ChError::Custom(_) => true,
         _ => false,
@@ -145,6 +151,12 @@ mod tests {
         assert!(!is_permanent(&bad("Code: 60, e.displayText() = DB::Exception: Table x doesn't exist.")));
         assert!(!is_permanent(&bad("Code: 241. DB::Exception: Memory limit exceeded")));
         assert!(!is_permanent(&bad("502 Bad Gateway")));
+        // A shard's replica killed during a Distributed insert (ClickHouse 18.16's words).
+        assert!(!is_permanent(&bad(
+            "Code: 32, e.displayText() = DB::Exception: Attempt to read after eof: while receiving packet from \
+             127.0.0.1:21929: Insertion status:\nWrote 1 blocks and 17 rows on shard 0 replica 0, 127.0.0.1:21923"
+        )));
+        assert!(is_permanent(&bad("Code: 32, e.displayText() = DB::Exception: Attempt to read after eof")));
         assert!(!is_permanent(&ChError::TimedOut));
         assert_eq!(error_code(&bad("Code: 115, e.displayText() = DB::Exception: Unknown setting x")), Some(115));
     }
