@@ -18,7 +18,7 @@ mod subject;
 
 pub use crate::{
     config::{Config, PrivacyConfig, RetentionConfig, RunConfig, SaltsConfig},
-    migrate::{MigrateError, Report as MigrateReport, migrate},
+    migrate::{MigrateError, Report as MigrateReport, complete_nodes, migrate},
     partitions::Partitions,
     retention::enforce as enforce_retention,
     rollups::{days_with, record_current_visitors, refresh as refresh_rollups},

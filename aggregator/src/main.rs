@@ -133,6 +133,7 @@ async fn run(config: aggregator::Config, command: Command) -> anyhow::Result<()>
     match command {
         Command::Migrate => {
             let report = aggregator::migrate(&client, &databases, now).await?;
+            let completed = aggregator::complete_nodes(partitions.nodes(), &databases).await?;
             let created = aggregator::ensure_salts(&client, &databases, config.salts.rotation_period_s, now).await?;
             println!(
                 "migrations applied: {:?}; already applied: {:?}; salts created for {} period(s)",
@@ -140,6 +141,9 @@ async fn run(config: aggregator::Config, command: Command) -> anyhow::Result<()>
                 report.already_applied,
                 created.len()
             );
+            if completed.iter().any(|&n| n > 0) {
+                println!("tables created on nodes that lacked them (in [cluster] nodes order): {completed:?}");
+            }
         }
         Command::Run { once: true } => {
             let pass = aggregator::run_pass(&client, &partitions, &databases, &config, now).await?;

@@ -20,6 +20,14 @@ impl Partitions {
         if nodes.is_empty() { Self::Server(Box::new(client)) } else { Self::Cluster(nodes) }
     }
 
+    /// One client per node of the cluster; none on one server.
+    pub fn nodes(&self) -> &[Client] {
+        match self {
+            Self::Server(_) => &[],
+            Self::Cluster(nodes) => nodes,
+        }
+    }
+
     /// Drops partition `partition` (an SQL literal: `'2026-11-24'`, `20261124`) of `table`
     /// (`database.name`, the replicated or the only table; not a Distributed one).
     pub async fn drop_partition(&self, table: &str, partition: &str) -> Result<(), Error> {

@@ -11,6 +11,7 @@ pub struct Cluster {
     pub name: String,
     pub nodes: Vec<Node>,
     admin_password: String,
+    replicas: u32,
 }
 
 pub struct Node {
@@ -22,10 +23,11 @@ pub struct Node {
 
 impl Cluster {
     /// Starts a cluster named after the test and this process, on ports outside the ephemeral
-    /// range; waits until ON CLUSTER DDL reaches every node.
+    /// range (with room for one more shard, see [`Self::grow`]); waits until ON CLUSTER DDL
+    /// reaches every node.
     pub fn start(test: &str, shards: u32, replicas: u32) -> Cluster {
         let name = format!("e2e_{test}_{}", std::process::id());
-        let span = 10 + 3 * shards * replicas;
+        let span = 10 + 3 * (shards + 1) * replicas;
         let base = (0..200)
             .map(|i| 20_000 + ((std::process::id() * 7 + i * 97) % 11_000) as u16)
             .find(|base| (0..span as u16).all(|p| std::net::TcpListener::bind(("127.0.0.1", base + p)).is_ok()))
@@ -48,9 +50,24 @@ impl Cluster {
             .find_map(|l| l.strip_prefix("WEBSTATS_CH_PASSWORD_ADMIN="))
             .expect("secrets.env holds the admin password")
             .to_owned();
-        // NODE SHARD REPLICA HTTP TCP INTERSERVER
-        let nodes = out
-            .lines()
+        let mut cluster = Cluster { name, nodes: Vec::new(), admin_password, replicas };
+        cluster.nodes = cluster.nodes_of(&out);
+        assert_eq!(cluster.nodes.len(), (shards * replicas) as usize, "cluster.sh start printed:\n{out}");
+        cluster
+    }
+
+    /// Adds a shard: its replicas start, and every node's `remote_servers` lists it (ClickHouse
+    /// reloads it); waits until ON CLUSTER DDL reaches every node. The new nodes have no tables.
+    pub fn grow(&mut self) {
+        let shards = self.nodes.len() as u32 / self.replicas + 1;
+        let out = script(&["start", "--name", &self.name, "--shards", &shards.to_string()]);
+        self.nodes = self.nodes_of(&out);
+        assert_eq!(self.nodes.len() as u32, shards * self.replicas, "cluster.sh start printed:\n{out}");
+    }
+
+    /// The nodes `cluster.sh start` printed: NODE SHARD REPLICA HTTP TCP INTERSERVER.
+    fn nodes_of(&self, out: &str) -> Vec<Node> {
+        out.lines()
             .filter_map(|line| {
                 let f: Vec<&str> = line.split_whitespace().collect();
                 (f.len() == 6).then(|| Node {
@@ -59,13 +76,11 @@ impl Cluster {
                     server: Server::attached(
                         format!("http://127.0.0.1:{}", f[3]),
                         repo_root().join(".work/clickhouse").join(f[0]),
-                        admin_password.clone(),
+                        self.admin_password.clone(),
                     ),
                 })
             })
-            .collect::<Vec<_>>();
-        assert_eq!(nodes.len(), (shards * replicas) as usize, "cluster.sh start printed:\n{out}");
-        Cluster { name, nodes, admin_password }
+            .collect()
     }
 
     pub fn admin_password(&self) -> &str {

@@ -157,31 +157,47 @@ impl Install {
         install.configure_aggregator("");
         let out = install.aggregator(&["migrate"]);
         assert!(out.status.success(), "migrate failed: {}", String::from_utf8_lossy(&out.stderr));
-        let roles = install.aggregator(&["roles"]);
+        install.add_role_users(&install.nodes());
+        install
+    }
+
+    /// After [`cluster::Cluster::grow`]: the new nodes join the installation (role users, the
+    /// aggregator's `[cluster] nodes`); `aggregator migrate`'s output, which gives them the
+    /// tables.
+    pub fn grow(&mut self, cluster: &cluster::Cluster) -> String {
+        let known: Vec<String> = self.nodes().iter().map(|n| n.url().to_owned()).collect();
+        let nodes: Vec<Server> = cluster.nodes.iter().map(|n| n.server.clone()).collect();
+        let new: Vec<Server> = nodes.iter().filter(|n| !known.iter().any(|k| k == n.url())).cloned().collect();
+        self.cluster = Some((cluster.name.clone(), nodes));
+        self.configure_aggregator("");
+        let out = self.aggregator(&["migrate"]);
+        assert!(out.status.success(), "migrate failed: {}", String::from_utf8_lossy(&out.stderr));
+        self.add_role_users(&new);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Writes the installation's role users into `nodes`' `users.d/` and waits until they log in.
+    fn add_role_users(&self, nodes: &[Server]) {
+        let roles = self.aggregator(&["roles"]);
         assert!(roles.status.success(), "roles failed: {}", String::from_utf8_lossy(&roles.stderr));
-        for node in install.nodes() {
+        for node in nodes {
             // Written whole, then renamed: ClickHouse must never read half a file.
-            let users_file = node.users_dir().join(format!("{}.xml", install.prefix));
+            let users_file = node.users_dir().join(format!("{}.xml", self.prefix));
             let partial = users_file.with_extension("tmp");
             std::fs::write(&partial, &roles.stdout).unwrap();
             std::fs::rename(&partial, users_file).unwrap();
         }
         // ClickHouse reloads users.d within a few seconds.
         let deadline = Instant::now() + Duration::from_secs(30);
-        for node in install.nodes() {
+        for node in nodes {
             while node
-                .sql_as(
-                    &install.user(store::roles::Role::Ingest),
-                    &install.password(store::roles::Role::Ingest),
-                    "SELECT 1",
-                )
+                .sql_as(&self.user(store::roles::Role::Ingest), &self.password(store::roles::Role::Ingest), "SELECT 1")
                 .is_err()
             {
                 assert!(Instant::now() < deadline, "the role users did not appear");
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
-        install
     }
 
     /// On a cluster, waits until every replica has fetched what the others stored, so that any

@@ -138,6 +138,63 @@ fn a_two_by_two_cluster_takes_the_migrations_and_keeps_each_visitor_on_one_shard
     }
 }
 
+/// Adding a shard (docs/operations.md, "Adding a shard"): a 1 x 2 cluster with rows grows to
+/// 2 x 2; `aggregator migrate` gives the new nodes every table (`SHOW CREATE` of a node that
+/// has them, macros included), the tables replicated on every node copy their rows there (the
+/// salts), and a collector's beacons then reach both shards, every one stored once.
+#[test]
+fn a_shard_added_to_a_running_cluster_gets_the_tables_and_the_new_rows() {
+    let test = "grow";
+    let mut cluster = Cluster::start(test, 1, 2);
+    let mut install = Install::on_cluster(&cluster, test);
+    let c = install.collector(SITE);
+    wait_ready(&c);
+    let before = Load::send_all(c.addr, 0..300, 4);
+    assert_eq!(before.accepted().len(), 300);
+    assert!(c.stop().success(), "the first collector flushed its rows and stopped");
+
+    cluster.grow();
+    let out = install.grow(&cluster);
+    assert!(out.contains("tables created on nodes that lacked them"), "{out}");
+    let tables = |node: &e2e::cluster::Node| {
+        node.server.sql(&format!(
+            "SELECT database, name, engine FROM system.tables WHERE database LIKE '{}\\_%' ORDER BY database, name",
+            install.prefix
+        ))
+    };
+    let expected = tables(&cluster.nodes[0]);
+    assert!(expected.lines().count() > 30, "{expected}");
+    for node in &cluster.nodes {
+        assert_eq!(tables(node), expected, "{} has the installation's tables", node.name);
+    }
+    install.sync_replicas();
+    for node in cluster.shard(2) {
+        assert_eq!(
+            node.server.sql_u64(&format!("SELECT count() FROM {}_meta.salts", install.prefix)),
+            2,
+            "{}",
+            node.name
+        );
+    }
+    let again = install.aggregator(&["migrate"]);
+    assert!(!String::from_utf8_lossy(&again.stdout).contains("tables created"), "a second migrate creates nothing");
+
+    // A collector started now: beacons through the Distributed tables reach both shards.
+    let c = install.collector(SITE);
+    wait_ready(&c);
+    let after = Load::send_all(c.addr, 300..900, 4);
+    assert_eq!(after.accepted().len(), 600);
+    let accepted: Vec<u64> = before.accepted().into_iter().chain(after.accepted()).collect();
+    for arrival in assert_all_arrive(test, &install, &c, &accepted, Duration::from_secs(60)) {
+        assert_eq!(arrival.duplicates, 0, "{}", arrival.table);
+    }
+    let local = format!("SELECT count() FROM {}_audience.events_local", install.prefix);
+    let per_shard: Vec<u64> = [1, 2].map(|shard| cluster.shard(shard).next().unwrap().server.sql_u64(&local)).into();
+    eprintln!("[{test}] audience rows per shard after the growth: {per_shard:?}");
+    assert_eq!(per_shard.iter().sum::<u64>(), 900);
+    assert!(per_shard[1] > 100, "the new shard takes rows: {per_shard:?}");
+}
+
 /// Beacons per second of the fault tests' load, over 4 connections.
 const RATE: f64 = 200.0;
 
