@@ -13,7 +13,8 @@
 #   --connections N  open connections (default 64)
 #   --threads T      wrk threads (default 2)
 #   --warmup S       unreported warm-up run before each measured run, seconds (default 3)
-#   --perf           also profile the collector during its measured run (perf record)
+#   --perf           also profile the collector during its measured run (perf record with
+#                    DWARF call graphs: perf-symbols.txt by self time, perf-callers.txt inclusive)
 #   --durability M   the collector's [sink] durability (default buffered, the shipped default)
 # Exit status: 0 when the collector answered 2xx to every request and every accepted beacon
 # reached ClickHouse; 1 otherwise (the table is still printed); 2 for bad arguments.
@@ -290,7 +291,7 @@ read -r b0 t0 < <(machine_ticks)
 if [ -n "$perf" ]; then
     # Flat profile (the release build has no frame pointers, so no call graphs), of the
     # collector only, for as long as the measured run lasts.
-    perf record -F 999 -p "$COLLECTOR_PID" -o "$RAW/perf.data" -- sleep "$duration" >"$RAW/perf-record.log" 2>&1 &
+    perf record -F 499 --call-graph dwarf,16384 -p "$COLLECTOR_PID" -o "$RAW/perf.data" -- sleep "$duration" >"$RAW/perf-record.log" 2>&1 &
     PERF_PID=$!
 fi
 run_wrk "collector" "http://127.0.0.1:$COLLECTOR_PORT/api/event" "$duration" "$RAW/collector.txt"
@@ -306,6 +307,8 @@ if [ -n "$PERF_PID" ]; then
         >"$RAW/perf-symbols.txt" 2>/dev/null || true
     perf report -i "$RAW/perf.data" --no-children --sort comm,dso --stdio \
         >"$RAW/perf-threads.txt" 2>/dev/null || true
+    perf report -i "$RAW/perf.data" --children --sort symbol -g none --percent-limit 1 --stdio \
+        >"$RAW/perf-callers.txt" 2>/dev/null || true
 fi
 
 # wrk counts the 2xx answers it read before its deadline; the requests in flight then (at
@@ -358,6 +361,7 @@ CH_CPU_US_EVENT="$(per_event "$CH_CPU_S" "$C_OK")"
 NG_CPU_S="$(seconds $((ng_cpu1 - ng_cpu0)))"
 NG_CPU_US_REQ="$(per_event "$NG_CPU_S" "$(ok_count "$N")")"
 RATIO="$(awk -v c="$C_RPS" -v n="$N_RPS" 'BEGIN { printf "%.2f", c / n }')"
+CPU_RATIO="$(awk -v c="$CPU_US_EVENT" -v n="$NG_CPU_US_REQ" 'BEGIN { printf "%.2f", n > 0 ? c / n : 0 }')"
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 fmt_rps() { awk -v r="$1" 'BEGIN { printf "%.0f", r }'; }
 socket_errors() {
@@ -396,7 +400,7 @@ check "$([ "$M_REJECTED" -eq 0 ] && echo 1)" "beacons_rejected_total is 0 ($M_RE
     echo "| nginx \`return 204\` (baseline) | $(fmt_rps "$N_RPS") | $(ms "$(value "$N" p50_us)") | $(ms "$(value "$N" p99_us)") | $(ms "$(value "$N" p999_us)") | $(non_2xx "$N") | – | – | – |"
     echo "| collector ($durability) → ClickHouse | $(fmt_rps "$C_RPS") | $(ms "$(value "$C" p50_us)") | $(ms "$(value "$C" p99_us)") | $(ms "$(value "$C" p999_us)") | $(non_2xx "$C") | $(mib "$PEAK_RSS_KIB") | $CPU_US_EVENT | $ROWS_T / $M_ACCEPTED |"
     echo
-    echo "collector/nginx throughput: **$RATIO**"
+    echo "collector/nginx throughput: **$RATIO**; CPU per event: **${CPU_RATIO}x** nginx's per request; peak RSS: **$(mib "$PEAK_RSS_KIB") MiB**"
     echo
     echo "Details:"
     echo "- latency p75 / p90 / max, ms: nginx $(ms "$(value "$N" p75_us)") / $(ms "$(value "$N" p90_us)") / $(ms "$(value "$N" max_us)"); collector $(ms "$(value "$C" p75_us)") / $(ms "$(value "$C" p90_us)") / $(ms "$(value "$C" max_us)")"

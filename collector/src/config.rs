@@ -60,6 +60,9 @@ pub struct Config {
     pub sites: Vec<SiteConfig>,
 }
 
+/// Longest `[server] shutdown_drain_ms`: a load balancer notices within seconds.
+const MAX_DRAIN_MS: u64 = 60_000;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
@@ -79,6 +82,10 @@ pub struct ServerConfig {
     pub request_timeout_ms: Millis,
     /// On SIGTERM/SIGINT: how long to finish requests and flush the sink, in milliseconds.
     pub shutdown_timeout_ms: Millis,
+    /// On SIGTERM/SIGINT, before that: milliseconds during which `/readyz` answers 503 while
+    /// requests are still served, so that a load balancer's health check takes the collector
+    /// out before it closes its port. 0: none.
+    pub shutdown_drain_ms: u64,
     /// `Cache-Control: max-age` of /script.js, in seconds.
     pub script_max_age_s: u32,
 }
@@ -93,6 +100,7 @@ impl Default for ServerConfig {
             header_read_timeout_ms: Millis::new(10_000),
             request_timeout_ms: Millis::new(5_000),
             shutdown_timeout_ms: Millis::new(15_000),
+            shutdown_drain_ms: 0,
             script_max_age_s: 3_600,
         }
     }
@@ -404,6 +412,9 @@ impl Config {
         let mut problems = Vec::new();
         let mut p = |key: &str, message: &str| problems.push(ConfigProblem::new(key, message));
 
+        if self.server.shutdown_drain_ms > MAX_DRAIN_MS {
+            p("server.shutdown_drain_ms", &format!("must be at most {MAX_DRAIN_MS}"));
+        }
         let k = &self.sink;
         if !(1024..=MAX_BATCH_BYTES).contains(&k.max_batch_bytes) {
             p("sink.max_batch_bytes", &format!("must be between 1024 and {MAX_BATCH_BYTES}"));
@@ -593,7 +604,7 @@ mod tests {
     #[test]
     fn reports_every_problem_with_its_key() {
         let problems = problems(
-            "[sink]\nflush_interval_ms = 0\nqueue_capacity = 0\n[server]\nmax_connections = 0\n\
+            "[sink]\nflush_interval_ms = 0\nqueue_capacity = 0\n[server]\nmax_connections = 0\nshutdown_drain_ms = 60001\n\
              [privacy]\nipv4_prefix_len = 40\n\
              [clickhouse]\ndatabase_prefix = \"Bad-Prefix\"\nrequest_timeout_ms = 0\n\
              [[sites]]\nid = \"a b\"\nallowed_hosts = []\ncookie_mode = true\ncookie_days = 400\n",
@@ -603,6 +614,7 @@ mod tests {
             "sink.flush_interval_ms",
             "sink.queue_capacity",
             "server.max_connections",
+            "server.shutdown_drain_ms",
             "clickhouse.request_timeout_ms",
             "privacy.ipv4_prefix_len",
             "clickhouse.database_prefix",

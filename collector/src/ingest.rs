@@ -48,6 +48,8 @@ pub struct Ingest {
     /// Unix seconds; a function, so that tests control time.
     clock: fn() -> u32,
     stopping: AtomicBool,
+    /// Told to stop, still serving: see [`Self::drain`].
+    draining: AtomicBool,
 }
 
 impl Ingest {
@@ -68,7 +70,16 @@ impl Ingest {
                 Ok((site.id.clone(), Site { rules, cookie_name: site.cookie_name.clone() }))
             })
             .collect::<Result<_, String>>()?;
-        Ok(Self { sites, pipeline, control, sink, metrics, clock, stopping: AtomicBool::new(false) })
+        Ok(Self {
+            sites,
+            pipeline,
+            control,
+            sink,
+            metrics,
+            clock,
+            stopping: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+        })
     }
 
     /// Checks, pseudonymises, encodes and hands the rows to the sink; in `fsync` mode returns
@@ -128,13 +139,19 @@ impl Ingest {
 
     /// `/readyz`: not stopping, salts for now loaded, and the sink taking work.
     pub fn readiness(&self) -> Result<(), Rejection> {
-        if self.is_stopping() {
+        if self.is_stopping() || self.draining.load(Ordering::Relaxed) {
             return Err(Rejection::ShuttingDown);
         }
         if self.control.salts.load().keys_at((self.clock)()).is_none() {
             return Err(Rejection::NoSalt);
         }
         self.sink.refuses_work().map_or(Ok(()), |refusal| Err(Rejection::Sink(refusal)))
+    }
+
+    /// From now on `/readyz` says the collector is shutting down; beacons are still taken
+    /// (`[server] shutdown_drain_ms`).
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
     }
 
     /// From now on, beacons are refused and `/readyz` says so.

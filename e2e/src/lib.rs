@@ -726,10 +726,14 @@ impl Collector {
         child.wait().expect("the collector can be waited for")
     }
 
+    /// SIGTERM, without waiting.
+    pub fn signal_terminate(&self) {
+        let _ = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status();
+    }
+
     /// SIGTERM, then waits up to 30 s for the exit; the process stays restartable.
     pub fn terminate(&mut self) -> ExitStatus {
-        let pid = self.pid().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        self.signal_terminate();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child_mut().try_wait().unwrap() {

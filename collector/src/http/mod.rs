@@ -22,11 +22,12 @@ use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
     server::graceful::GracefulShutdown,
-    service::TowerToHyperService,
 };
 use ipnet::IpNet;
-use tokio::{net::TcpListener, sync::Semaphore};
-use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
+use tokio::{
+    net::TcpListener,
+    sync::{OwnedSemaphorePermit, Semaphore},
+};
 
 pub use self::{rate_limit::RateLimit, snippet::Snippet};
 use self::{
@@ -70,46 +71,43 @@ impl State {
 #[derive(Debug, Clone, Copy)]
 struct Peer(IpAddr);
 
-/// The layer stack, outermost first. Errors of every layer become responses through
-/// [`respond::from_layer_error`]; metrics are recorded once, around all of it.
-fn build_service(
-    state: Arc<State>,
-    config: &ServerConfig,
-) -> impl Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send> + Clone + Send + 'static
-{
-    let stack = ServiceBuilder::new()
-        // 1. Body cap: a declared body over the limit is refused before it is read.
-        .filter(body_cap as fn(Request<Incoming>) -> Result<Request<Incoming>, BoxError>)
-        // 2. Load shedding over 3. a concurrency limit: past the limit, answer 503 at once.
-        .load_shed()
-        .concurrency_limit(config.max_concurrent_requests.get())
-        // 4. Timeout for the whole handling of one request.
-        .timeout(config.request_timeout_ms.duration())
-        // 5. The handler, with a panic confined to its own request.
-        .service_fn({
-            let state = state.clone();
-            move |request| {
-                let state = state.clone();
-                async move { Ok::<_, BoxError>(isolate_panics(&state.metrics, Route::serve(&state, request)).await) }
-            }
-        })
-        // Boxed so the stack has one nameable, `Send` type to clone per connection.
-        .boxed_clone();
+/// The per-request limits of `[server]`, checked in this order before the handler runs.
+struct Limits {
+    /// Requests handled at once; past it, 503 at once (no queueing).
+    concurrency: Arc<Semaphore>,
+    /// The whole handling of one request.
+    timeout: Duration,
+}
 
-    tower::service_fn(move |request: Request<Incoming>| {
-        let stack = stack.clone();
-        let state = state.clone();
-        async move {
-            let endpoint = endpoint(request.uri().path());
-            let started = Instant::now();
-            let response = stack
-                .oneshot(request)
-                .await
-                .unwrap_or_else(|error| respond::rejection(respond::from_layer_error(error)));
-            record(&state.metrics, endpoint, &response, started);
-            Ok::<_, Infallible>(response)
-        }
-    })
+/// One request, outermost first: 1. a declared body over the limit is refused before it is
+/// read; 2. past the concurrency limit, 503 at once; 3. the handler, within the request
+/// timeout and with a panic confined to its request. Metrics are recorded once, around all of
+/// it. A plain function rather than a tower stack: each layer wrapped and moved the handler's
+/// future again, which showed in the load benchmark's profile (benches/README.md).
+async fn handle(state: &State, limits: &Limits, request: Request<Incoming>) -> Response<Body> {
+    let endpoint = endpoint(request.uri().path());
+    let started = Instant::now();
+    let response = match admit_request(limits, &request) {
+        Err(rejection) => respond::rejection(rejection),
+        Ok(_slot) => tokio::time::timeout(limits.timeout, isolate_panics(&state.metrics, Route::serve(state, request)))
+            .await
+            .unwrap_or_else(|_elapsed| respond::rejection(Rejection::Timeout)),
+    };
+    record(&state.metrics, endpoint, &response, started);
+    response
+}
+
+/// Steps 1 and 2 of [`handle`]: the request's slot among the concurrent ones, or why not.
+fn admit_request<B>(limits: &Limits, request: &Request<B>) -> Result<OwnedSemaphorePermit, Rejection> {
+    let declared = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(Rejection::PayloadTooLarge);
+    }
+    limits.concurrency.clone().try_acquire_owned().map_err(|_| Rejection::Overloaded)
 }
 
 /// A handler's panic becomes a 500 for its own request; the connection and every other
@@ -120,19 +118,6 @@ async fn isolate_panics(metrics: &Metrics, handler: impl Future<Output = Respons
         tracing::error!("a request handler panicked; answered 500");
         respond::rejection(Rejection::Internal)
     })
-}
-
-/// Refuses a declared body over the limit before any of it is read.
-fn body_cap(request: Request<Incoming>) -> Result<Request<Incoming>, BoxError> {
-    let declared = request
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    match declared {
-        Some(n) if n > MAX_BODY_BYTES as u64 => Err(Box::new(Rejection::PayloadTooLarge)),
-        _ => Ok(request),
-    }
 }
 
 fn record(metrics: &Metrics, endpoint: Endpoint, response: &Response<Body>, started: Instant) {
@@ -158,7 +143,10 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
     grace: Duration,
 ) {
-    let service = build_service(state.clone(), config);
+    let limits = Arc::new(Limits {
+        concurrency: Arc::new(Semaphore::new(config.max_concurrent_requests.get())),
+        timeout: config.request_timeout_ms.duration(),
+    });
     let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -167,6 +155,15 @@ pub async fn serve(
         .max_buf_size(MAX_HEAD_BYTES)
         .max_headers(MAX_HEADERS);
     let connections = Arc::new(Semaphore::new(config.max_connections.get()));
+    let drain = Duration::from_millis(config.shutdown_drain_ms);
+    let shutdown = async {
+        shutdown.await;
+        if !drain.is_zero() {
+            state.ingest.drain();
+            tracing::info!(drain_ms = config.shutdown_drain_ms, "shutting down: /readyz answers 503; still serving");
+            tokio::time::sleep(drain).await;
+        }
+    };
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -187,11 +184,13 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = service.clone().map_request(move |mut request: Request<Incoming>| {
+        let (for_connection, limits) = (state.clone(), limits.clone());
+        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(Peer(SocketAddr::ip(&peer)));
-            request
+            let (state, limits) = (for_connection.clone(), limits.clone());
+            async move { Ok::<_, Infallible>(handle(&state, &limits, request).await) }
         });
-        let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         let metrics = state.metrics.clone();
         metrics.http_connections.inc();
@@ -235,5 +234,16 @@ mod tests {
         assert_eq!(metrics.http_request_panics.get(), 1);
         let fine = isolate_panics(&metrics, async { respond::plain(StatusCode::OK, "ok") }).await;
         assert_eq!(fine.status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn a_request_past_the_concurrency_limit_or_declaring_a_big_body_is_refused_at_once() {
+        let limits = Limits { concurrency: Arc::new(Semaphore::new(1)), timeout: Duration::from_secs(1) };
+        let request = |length: usize| Request::builder().header("content-length", length).body(()).unwrap();
+        let first = admit_request(&limits, &request(10)).expect("a free slot");
+        assert!(matches!(admit_request(&limits, &request(10)), Err(Rejection::Overloaded)));
+        drop(first);
+        assert!(admit_request(&limits, &request(MAX_BODY_BYTES)).is_ok(), "the slot is free again");
+        assert!(matches!(admit_request(&limits, &request(MAX_BODY_BYTES + 1)), Err(Rejection::PayloadTooLarge)));
     }
 }

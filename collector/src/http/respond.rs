@@ -57,20 +57,6 @@ pub fn raw_http1(rejection: &Rejection) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Errors raised by the tower layers (load shedding, timeout, body cap).
-pub fn from_layer_error(error: tower::BoxError) -> Rejection {
-    if let Some(rejection) = error.downcast_ref::<Rejection>() {
-        rejection.clone()
-    } else if error.is::<tower::load_shed::error::Overloaded>() {
-        Rejection::Overloaded
-    } else if error.is::<tower::timeout::error::Elapsed>() {
-        Rejection::Timeout
-    } else {
-        tracing::error!(%error, "unexpected service error");
-        Rejection::Overloaded
-    }
-}
-
 pub fn empty(status: StatusCode) -> Response<Body> {
     let mut response = Response::new(Body::default());
     *response.status_mut() = status;

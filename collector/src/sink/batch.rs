@@ -118,7 +118,12 @@ pub struct Batch {
 
 impl Batch {
     pub fn new(table: Table) -> Self {
-        Self { table, rows: 0, bytes: Vec::new(), ends: Some(Vec::new()) }
+        Self::with_capacity(table, 0)
+    }
+
+    /// An empty batch with room for `bytes` bytes of rows.
+    pub fn with_capacity(table: Table, bytes: usize) -> Self {
+        Self { table, rows: 0, bytes: Vec::with_capacity(bytes), ends: Some(Vec::new()) }
     }
 
     pub fn push(&mut self, row: &[u8]) {

@@ -62,7 +62,7 @@ impl Delivery {
         let mut try_insert = self.inserter.healthy.load(Ordering::Relaxed) || self.spool.is_empty();
         loop {
             if try_insert {
-                match self.inserter.insert(&batch).await {
+                match self.inserter.insert(&mut batch).await {
                     Ok(()) => return,
                     Err(InsertError::Permanent(error)) => return self.dead_letter(batch, &error).await,
                     Err(InsertError::Transient) => {}
@@ -127,7 +127,7 @@ impl Delivery {
                     self.replayed(&segment, Filtered::default(), 0).await;
                     break;
                 }
-                let filtered = match (self.replay_filter)().await {
+                let mut filtered = match (self.replay_filter)().await {
                     Ok(filter) => filter.apply(&replay.batch),
                     Err(error) => {
                         tracing::warn!(
@@ -139,12 +139,13 @@ impl Delivery {
                         continue;
                     }
                 };
-                let batch = filtered.kept.as_ref().unwrap_or(&replay.batch);
+                // The segment stays as read, for the next attempt's filter.
+                let mut batch = filtered.kept.take().unwrap_or_else(|| replay.batch.clone());
                 if batch.is_empty() {
                     self.replayed(&segment, filtered, 0).await;
                     break;
                 }
-                match self.inserter.insert(batch).await {
+                match self.inserter.insert(&mut batch).await {
                     Ok(()) => {
                         let rows = batch.rows;
                         self.replayed(&segment, filtered, rows).await;

@@ -59,13 +59,19 @@ impl Inserter {
         }
     }
 
-    /// One insert (plus one more if the server turns out not to know the token setting).
-    pub(super) async fn insert(&self, batch: &Batch) -> Result<(), InsertError> {
+    /// One insert (plus one more if the server turns out not to know the token setting). The
+    /// batch's bytes are lent to the client without a copy and are back in `batch` when this
+    /// returns, for the spool or the dead letters.
+    pub(super) async fn insert(&self, batch: &mut Batch) -> Result<(), InsertError> {
         let label = batch.table.label();
+        let token = batch.token();
         loop {
-            let token = self.send_token.load(Ordering::Relaxed).then(|| batch.token());
+            let token = self.send_token.load(Ordering::Relaxed).then_some(token.as_str());
             let started = Instant::now();
-            let result = self.insert_once(batch, token.as_deref()).await;
+            let bytes = Bytes::from(std::mem::take(&mut batch.bytes));
+            let result = self.insert_once(batch.table, bytes.clone(), token).await;
+            // The client has dropped its handle by now: no copy unless it has not.
+            batch.bytes = Vec::from(bytes);
             self.metrics.sink_insert_duration.with_label_values(&[label]).observe(started.elapsed().as_secs_f64());
             let error = match result {
                 Ok(()) => {
@@ -99,15 +105,15 @@ impl Inserter {
         }
     }
 
-    async fn insert_once(&self, batch: &Batch, token: Option<&str>) -> Result<(), ChError> {
+    async fn insert_once(&self, table: Table, bytes: Bytes, token: Option<&str>) -> Result<(), ChError> {
         let mut insert = self
             .client
-            .insert_formatted_with(self.statements[batch.table.index()].as_str())
+            .insert_formatted_with(self.statements[table.index()].as_str())
             .with_timeouts(Some(self.timeout), Some(self.timeout));
         if let Some(token) = token {
             insert = insert.with_setting("insert_deduplication_token", token);
         }
-        insert.send(Bytes::copy_from_slice(&batch.bytes)).await?;
+        insert.send(bytes).await?;
         insert.end().await
     }
 }

@@ -240,10 +240,12 @@ impl Buffer {
         Self { batch: Batch::new(table), since: None }
     }
 
+    /// The batch, replaced by an empty one sized like it: under a steady load the next batch
+    /// is about as big, and growing it from nothing would copy it over and over.
     fn take(&mut self) -> Batch {
         self.since = None;
-        let table = self.batch.table;
-        std::mem::replace(&mut self.batch, Batch::new(table))
+        let next = Batch::with_capacity(self.batch.table, self.batch.bytes.len());
+        std::mem::replace(&mut self.batch, next)
     }
 }
 
@@ -280,6 +282,11 @@ impl Batcher {
         for table in Table::ALL {
             let Some(row) = table.row_of(beacon) else { continue };
             let buffer = &mut self.buffers[table.index()];
+            // A row that would take the batch past its byte limit starts the next one: a batch
+            // stays within the memory [sink] max_batch_bytes promises.
+            if !buffer.batch.is_empty() && buffer.batch.bytes.len() + row.len() > config.max_batch_bytes {
+                self.delivery.dispatch(buffer.take()).await;
+            }
             buffer.batch.push(row);
             buffer.since.get_or_insert_with(Instant::now);
             if buffer.batch.rows as usize >= config.max_batch_rows.get()
