@@ -361,7 +361,7 @@ CH_CPU_US_EVENT="$(per_event "$CH_CPU_S" "$C_OK")"
 NG_CPU_S="$(seconds $((ng_cpu1 - ng_cpu0)))"
 NG_CPU_US_REQ="$(per_event "$NG_CPU_S" "$(ok_count "$N")")"
 RATIO="$(awk -v c="$C_RPS" -v n="$N_RPS" 'BEGIN { printf "%.2f", c / n }')"
-CPU_RATIO="$(awk -v c="$CPU_US_EVENT" -v n="$NG_CPU_US_REQ" 'BEGIN { printf "%.2f", n > 0 ? c / n : 0 }')"
+CPU_RATIO="$(awk -v c="$CPU_US_EVENT" -v n="$NG_CPU_US_REQ" 'BEGIN { printf "%.2f", (n > 0 ? c / n : 0) }')"
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 fmt_rps() { awk -v r="$1" 'BEGIN { printf "%.0f", r }'; }
 socket_errors() {
