@@ -16,18 +16,20 @@
 #   --perf           also profile the collector during its measured run (perf record with
 #                    DWARF call graphs: perf-symbols.txt by self time, perf-callers.txt inclusive)
 #   --durability M   the collector's [sink] durability (default buffered, the shipped default)
+#   --workers N      the collector's [server] worker_threads and nginx's worker_processes
+#                    (default: one per CPU)
 # Exit status: 0 when the collector answered 2xx to every request and every accepted beacon
 # reached ClickHouse; 1 otherwise (the table is still printed); 2 for bad arguments.
 set -euo pipefail
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$BENCH_DIR/../scripts/lib.sh"
 
-usage() { sed -n '2,20s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,22s/^# \{0,1\}//p' "$0"; }
 
-duration=15 connections=64 threads=2 warmup=3 perf="" durability=buffered
+duration=15 connections=64 threads=2 warmup=3 perf="" durability=buffered workers="$(nproc)"
 while [ $# -gt 0 ]; do
     case "$1" in
-        --duration|--connections|--threads|--warmup|--durability)
+        --duration|--connections|--threads|--warmup|--durability|--workers)
             [ $# -ge 2 ] || { log "$1 needs a value"; usage >&2; exit 2; } ;;&
         --duration) duration="${2:-}"; shift 2 ;;
         --connections) connections="${2:-}"; shift 2 ;;
@@ -35,12 +37,13 @@ while [ $# -gt 0 ]; do
         --warmup) warmup="${2:-}"; shift 2 ;;
         --perf) perf=1; shift ;;
         --durability) durability="${2:-}"; shift 2 ;;
+        --workers) workers="${2:-}"; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; exit 2 ;;
     esac
 done
 case "$durability" in buffered|fsync) ;; *) log "--durability: buffered or fsync"; usage >&2; exit 2 ;; esac
-for value in "$duration" "$connections" "$threads" "$warmup"; do
+for value in "$duration" "$connections" "$threads" "$warmup" "$workers"; do
     [[ "$value" =~ ^[1-9][0-9]*$ ]] || { log "not a positive integer: '$value'"; usage >&2; exit 2; }
 done
 [ "$threads" -le "$connections" ] || { log "--threads must not exceed --connections"; exit 2; }
@@ -202,6 +205,7 @@ cat >"$TMP/collector.toml" <<EOF
 listen = "127.0.0.1:$COLLECTOR_PORT"
 trusted_proxies = ["127.0.0.1/32"]
 shutdown_timeout_ms = 10000
+worker_threads = $workers
 
 [clickhouse]
 url = "http://127.0.0.1:$CH_HTTP_PORT"
@@ -253,7 +257,7 @@ wait_until 30 "collector /readyz 200" collector_ready
 
 # ---------------------------------------------------------------------------------------
 # 3. nginx: the baseline, as many workers as the collector has threads.
-WORKERS="$(nproc)"  # tokio's default: available_parallelism, the CPUs we may run on
+WORKERS="$workers"
 NGINX_PORT="$(free_port)"
 mkdir -p "$TMP/nginx"
 sed -e "s|@PREFIX@|$TMP/nginx|g" -e "s|@PORT@|$NGINX_PORT|g" -e "s|@WORKERS@|$WORKERS|g" \
@@ -393,7 +397,7 @@ check "$([ "$M_REJECTED" -eq 0 ] && echo 1)" "beacons_rejected_total is 0 ($M_RE
     echo
     echo "- commit $COMMIT; $(nproc) CPUs ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)); before the runs: CPUs ${IDLE_BUSY}% busy, load average $LOADAVG_BEFORE"
     echo "- wrk $threads threads, $connections connections, ${duration}s measured after a ${warmup}s warm-up per target; loopback; benches/beacon.lua"
-    echo "- collector: release build, $WORKERS tokio worker threads (the default: one per CPU), ClickHouse $(ch_query 'SELECT version()') on the same machine; nginx $(nginx -v 2>&1 | cut -d/ -f2), $WORKERS workers, \`return 204\`"
+    echo "- collector: release build, $WORKERS tokio worker threads ($(nproc) CPUs), ClickHouse $(ch_query 'SELECT version()') on the same machine; nginx $(nginx -v 2>&1 | cut -d/ -f2), $WORKERS workers, \`return 204\`"
     echo
     echo "| target | req/s | p50 ms | p99 ms | p99.9 ms | non-2xx | peak RSS MiB | CPU µs/event | rows in ClickHouse / accepted |"
     echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"

@@ -62,6 +62,8 @@ pub struct Config {
 
 /// Longest `[server] shutdown_drain_ms`: a load balancer notices within seconds.
 const MAX_DRAIN_MS: u64 = 60_000;
+/// Most `[server] worker_threads`: more than the CPUs only adds switches between them.
+const MAX_WORKER_THREADS: usize = 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -88,6 +90,8 @@ pub struct ServerConfig {
     pub shutdown_drain_ms: u64,
     /// `Cache-Control: max-age` of /script.js, in seconds.
     pub script_max_age_s: u32,
+    /// Threads that serve requests and run the sink; 0: one per CPU the process may use.
+    pub worker_threads: usize,
 }
 
 impl Default for ServerConfig {
@@ -101,6 +105,7 @@ impl Default for ServerConfig {
             request_timeout_ms: Millis::new(5_000),
             shutdown_timeout_ms: Millis::new(15_000),
             shutdown_drain_ms: 0,
+            worker_threads: 0,
             script_max_age_s: 3_600,
         }
     }
@@ -412,6 +417,9 @@ impl Config {
         let mut problems = Vec::new();
         let mut p = |key: &str, message: &str| problems.push(ConfigProblem::new(key, message));
 
+        if self.server.worker_threads > MAX_WORKER_THREADS {
+            p("server.worker_threads", &format!("must be at most {MAX_WORKER_THREADS}"));
+        }
         if self.server.shutdown_drain_ms > MAX_DRAIN_MS {
             p("server.shutdown_drain_ms", &format!("must be at most {MAX_DRAIN_MS}"));
         }
@@ -604,7 +612,7 @@ mod tests {
     #[test]
     fn reports_every_problem_with_its_key() {
         let problems = problems(
-            "[sink]\nflush_interval_ms = 0\nqueue_capacity = 0\n[server]\nmax_connections = 0\nshutdown_drain_ms = 60001\n\
+            "[sink]\nflush_interval_ms = 0\nqueue_capacity = 0\n[server]\nmax_connections = 0\nshutdown_drain_ms = 60001\nworker_threads = 5000\n\
              [privacy]\nipv4_prefix_len = 40\n\
              [clickhouse]\ndatabase_prefix = \"Bad-Prefix\"\nrequest_timeout_ms = 0\n\
              [[sites]]\nid = \"a b\"\nallowed_hosts = []\ncookie_mode = true\ncookie_days = 400\n",
@@ -615,6 +623,7 @@ mod tests {
             "sink.queue_capacity",
             "server.max_connections",
             "server.shutdown_drain_ms",
+            "server.worker_threads",
             "clickhouse.request_timeout_ms",
             "privacy.ipv4_prefix_len",
             "clickhouse.database_prefix",

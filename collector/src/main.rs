@@ -43,7 +43,11 @@ fn main() -> std::process::ExitCode {
         println!("{}: ok", args.config.display());
         return std::process::ExitCode::SUCCESS;
     }
-    let tokio = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if config.server.worker_threads > 0 {
+        builder.worker_threads(config.server.worker_threads);
+    }
+    let tokio = match builder.enable_all().build() {
         Ok(tokio) => tokio,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
