@@ -19,7 +19,7 @@ use e2e::{
     Install, binary,
     cluster::Cluster,
     http,
-    load::{Load, SITE, assert_all_arrive, secs, wait_ready},
+    load::{Arrival, Load, SITE, assert_all_arrive, secs, wait_arrival, wait_ready},
     unique_prefix,
 };
 use serde_json::json;
@@ -225,10 +225,34 @@ fn under_load(test: &str, fault: impl FnOnce(&Cluster, &Load) -> (Duration, Dura
     eprintln!("[{test}] accepted during the fault: {during}; inserts that failed: {failed}");
     // A node failing is not the data's fault: nothing may be set aside as a dead letter.
     assert_eq!(c.metric_sum("webstats_collector_dead_letter_rows_total", &[]), 0.0, "dead letters");
-    for arrival in assert_all_arrive(test, &install, &c, &tally.accepted(), Duration::from_secs(120)) {
-        assert_eq!(arrival.duplicates, 0, "{}: rows stored twice (a replay was not deduplicated)", arrival.table);
+    let accepted = tally.accepted();
+    let mut arrivals = assert_all_arrive(test, &install, &c, &accepted, Duration::from_secs(120));
+    let twice = |arrivals: &[Arrival]| arrivals.iter().map(|a| a.duplicates).sum::<u64>();
+    if twice(&arrivals) > 0 {
+        // An insert whose ZooKeeper commit got no answer ends in "Unknown status, client must
+        // retry" (code 319); 18.16 keeps that part on the node, unregistered, until its part
+        // check drops it (5 min), while the retry stores the registered copy
+        // (docs/operations.md, "What each failure does"). Anything else is a failed deduplication.
+        let unknown = in_node_logs(&cluster, "Unknown status, client must retry");
+        assert!(unknown > 0, "rows stored twice without an insert of unknown status: a replay was not deduplicated");
+        eprintln!(
+            "[{test}] {} rows stored twice after {unknown} log lines of unknown status; waiting for the part check",
+            twice(&arrivals)
+        );
+        let waiting = Instant::now();
+        while twice(&arrivals) > 0 {
+            assert!(waiting.elapsed() < Duration::from_secs(480), "rows still stored twice after 8 min");
+            std::thread::sleep(Duration::from_secs(15));
+            arrivals = [install.audience(), install.troubleshooting()]
+                .map(|table| wait_arrival(&install, &table, &accepted, Duration::from_secs(5)))
+                .into();
+        }
+        eprintln!("[{test}] every beacon stored exactly once after {} more", secs(waiting.elapsed()));
     }
-    eprintln!("[{test}] blocks the replicated tables dropped as already stored: {}", deduplicated_blocks(&cluster));
+    eprintln!(
+        "[{test}] blocks the replicated tables dropped as already stored: {}",
+        in_node_logs(&cluster, "already exists; ignoring it")
+    );
     eprintln!("[{test}] done in {}", secs(started.elapsed()));
 }
 
@@ -271,14 +295,14 @@ fn zookeeper_stopped_for_10_s_under_load_loses_nothing() {
     });
 }
 
-/// How many inserted blocks the nodes' logs say were dropped as identical to one already
-/// stored (18.16 logs "Block with ID ... already exists; ignoring it.").
-fn deduplicated_blocks(cluster: &Cluster) -> usize {
+/// How many lines of the nodes' server logs hold `needle` (18.16 logs a block dropped as
+/// identical to a stored one as "Block with ID ... already exists; ignoring it.").
+fn in_node_logs(cluster: &Cluster, needle: &str) -> usize {
     cluster
         .nodes
         .iter()
         .flat_map(|node| e2e::scan::files_under(&node.server.dir().join("log")))
         .filter(|log| !log.to_string_lossy().contains("err"))
-        .map(|log| std::fs::read_to_string(log).unwrap_or_default().matches("already exists; ignoring it").count())
+        .map(|log| std::fs::read_to_string(log).unwrap_or_default().lines().filter(|l| l.contains(needle)).count())
         .sum()
 }
