@@ -26,7 +26,7 @@ use hyper_util::{
 use ipnet::IpNet;
 use tokio::{
     net::TcpListener,
-    sync::{OwnedSemaphorePermit, Semaphore},
+    sync::{Semaphore, SemaphorePermit},
 };
 
 pub use self::{rate_limit::RateLimit, snippet::Snippet};
@@ -74,7 +74,7 @@ struct Peer(IpAddr);
 /// The per-request limits of `[server]`, checked in this order before the handler runs.
 struct Limits {
     /// Requests handled at once; past it, 503 at once (no queueing).
-    concurrency: Arc<Semaphore>,
+    concurrency: Semaphore,
     /// The whole handling of one request.
     timeout: Duration,
 }
@@ -98,7 +98,7 @@ async fn handle(state: &State, limits: &Limits, request: Request<Incoming>) -> R
 }
 
 /// Steps 1 and 2 of [`handle`]: the request's slot among the concurrent ones, or why not.
-fn admit_request<B>(limits: &Limits, request: &Request<B>) -> Result<OwnedSemaphorePermit, Rejection> {
+fn admit_request<'l, B>(limits: &'l Limits, request: &Request<B>) -> Result<SemaphorePermit<'l>, Rejection> {
     let declared = request
         .headers()
         .get(http::header::CONTENT_LENGTH)
@@ -107,7 +107,7 @@ fn admit_request<B>(limits: &Limits, request: &Request<B>) -> Result<OwnedSemaph
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(Rejection::PayloadTooLarge);
     }
-    limits.concurrency.clone().try_acquire_owned().map_err(|_| Rejection::Overloaded)
+    limits.concurrency.try_acquire().map_err(|_| Rejection::Overloaded)
 }
 
 /// A handler's panic becomes a 500 for its own request; the connection and every other
@@ -144,7 +144,7 @@ pub async fn serve(
     grace: Duration,
 ) {
     let limits = Arc::new(Limits {
-        concurrency: Arc::new(Semaphore::new(config.max_concurrent_requests.get())),
+        concurrency: Semaphore::new(config.max_concurrent_requests.get()),
         timeout: config.request_timeout_ms.duration(),
     });
     let graceful = GracefulShutdown::new();
@@ -238,7 +238,7 @@ mod tests {
 
     #[test]
     fn a_request_past_the_concurrency_limit_or_declaring_a_big_body_is_refused_at_once() {
-        let limits = Limits { concurrency: Arc::new(Semaphore::new(1)), timeout: Duration::from_secs(1) };
+        let limits = Limits { concurrency: Semaphore::new(1), timeout: Duration::from_secs(1) };
         let request = |length: usize| Request::builder().header("content-length", length).body(()).unwrap();
         let first = admit_request(&limits, &request(10)).expect("a free slot");
         assert!(matches!(admit_request(&limits, &request(10)), Err(Rejection::Overloaded)));

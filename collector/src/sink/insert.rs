@@ -64,12 +64,12 @@ impl Inserter {
     /// returns, for the spool or the dead letters.
     pub(super) async fn insert(&self, batch: &mut Batch) -> Result<(), InsertError> {
         let label = batch.table.label();
-        let token = batch.token();
+        // Hashed only for a server that takes the token (none before 22.2).
+        let mut token = self.send_token.load(Ordering::Relaxed).then(|| batch.token());
         loop {
-            let token = self.send_token.load(Ordering::Relaxed).then_some(token.as_str());
             let started = Instant::now();
             let bytes = Bytes::from(std::mem::take(&mut batch.bytes));
-            let result = self.insert_once(batch.table, bytes.clone(), token).await;
+            let result = self.insert_once(batch.table, bytes.clone(), token.as_deref()).await;
             // The client has dropped its handle by now: no copy unless it has not.
             batch.bytes = Vec::from(bytes);
             self.metrics.sink_insert_duration.with_label_values(&[label]).observe(started.elapsed().as_secs_f64());
@@ -87,6 +87,7 @@ impl Inserter {
                 Err(error) => error,
             };
             if token.is_some() && error_code(&error) == Some(UNKNOWN_SETTING) {
+                token = None;
                 self.send_token.store(false, Ordering::Relaxed);
                 tracing::info!(
                     "this ClickHouse has no insert_deduplication_token (before 22.2): a replayed batch may be counted twice"
