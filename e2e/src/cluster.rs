@@ -27,11 +27,18 @@ impl Cluster {
     /// reaches every node.
     pub fn start(test: &str, shards: u32, replicas: u32) -> Cluster {
         let name = format!("e2e_{test}_{}", std::process::id());
-        let span = 10 + 3 * (shards + 1) * replicas;
+        let span = (10 + 3 * (shards + 1) * replicas) as u16;
+        // Tests of one binary run at once and draw the same candidates: each takes its range
+        // here before its servers bind it, so two never pick overlapping ones.
+        static TAKEN: std::sync::Mutex<Vec<std::ops::Range<u16>>> = std::sync::Mutex::new(Vec::new());
+        let mut taken = TAKEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let base = (0..200)
             .map(|i| 20_000 + ((std::process::id() * 7 + i * 97) % 11_000) as u16)
-            .find(|base| (0..span as u16).all(|p| std::net::TcpListener::bind(("127.0.0.1", base + p)).is_ok()))
+            .filter(|base| !taken.iter().any(|r| r.start < base + span && *base < r.end))
+            .find(|base| (0..span).all(|p| std::net::TcpListener::bind(("127.0.0.1", base + p)).is_ok()))
             .expect("a free range of ports");
+        taken.push(base..base + span);
+        drop(taken);
         let out = script(&[
             "start",
             "--name",
