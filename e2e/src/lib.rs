@@ -382,13 +382,19 @@ impl Install {
         self.server.wait_for_count(query, expected)
     }
 
-    /// The salt of the period containing now and of the one after it.
-    pub fn salts(&self) -> (store::pseudonym::SaltKeys, store::pseudonym::SaltKeys) {
+    /// The salt of the period containing `at` (when the beacons were sent) and of the one after
+    /// it. Runs `aggregator salts` first: a test that crosses a period boundary after `migrate`
+    /// would otherwise find no salt for the period after `at`.
+    pub fn salts_at(&self, at: std::time::SystemTime) -> (store::pseudonym::SaltKeys, store::pseudonym::SaltKeys) {
+        let out = self.aggregator(&["salts"]);
+        assert!(out.status.success(), "aggregator salts: {}", String::from_utf8_lossy(&out.stderr));
+        let at = at.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
         let rows = self.sql_rows(&format!(
-            "SELECT hex(salt) AS salt FROM {}_meta.salts WHERE period_end > now() ORDER BY period_start, salt LIMIT 1 BY period_start",
+            "SELECT hex(salt) AS salt FROM {}_meta.salts WHERE period_end > toDateTime({at}) \
+             ORDER BY period_start, salt LIMIT 1 BY period_start LIMIT 2",
             self.prefix
         ));
-        assert_eq!(rows.len(), 2, "expected the current and next salts, found {rows:?}");
+        assert_eq!(rows.len(), 2, "expected the salts of the period at {at} and the next, found {rows:?}");
         let keys = |i: usize| {
             let hex = rows[i]["salt"].as_str().unwrap();
             let bytes: Vec<u8> = (0..32).map(|j| u8::from_str_radix(&hex[2 * j..2 * j + 2], 16).unwrap()).collect();

@@ -115,6 +115,7 @@ fn spine(install: &Install) {
 
     let ips = ips();
     let beacons: Vec<Sent> = (0..1000).map(|i| sent(i, &ips)).collect();
+    let sent_at = std::time::SystemTime::now();
     for (i, b) in beacons.iter().enumerate() {
         let body = if b.is_event {
             serde_json::json!({"site": "portal", "type": "event", "name": "download", "url": PAGES[b.page].0,
@@ -152,7 +153,7 @@ fn spine(install: &Install) {
     assert_eq!(install.sql_u64(&format!("SELECT count() FROM {audience} WHERE device = 'crawler'")), 0);
 
     // Known IPs resolve to their country and ASN (rows found through the IP pseudonym).
-    let (today, tomorrow) = install.salts();
+    let (today, tomorrow) = install.salts_at(sent_at);
     for (ip, country, asn) in KNOWN_IPS {
         let ip_id = today.ip_id(ip.parse().unwrap());
         let rows = install.sql_rows(&format!("SELECT DISTINCT country, asn FROM {trouble} WHERE ip_id = {ip_id}"));
