@@ -278,6 +278,8 @@ fn seed_and_roll_up(install: &Install) -> u16 {
         })
         .collect();
     seed::insert(install, &install.audience(), &live);
+    // On a cluster an insert reaches one replica per shard; the rollups read any replica.
+    install.sync_replicas();
     let out = install.aggregator(&["rollups", "--days", "3"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     install.sync_replicas();
