@@ -11,6 +11,8 @@
 --     127.0.0.1, so these become the client addresses: GeoIP, ASN, visitor pseudonyms);
 --   * the beacon type: mostly pageviews, some custom events with props.
 -- The same script drives nginx's baseline, so both targets parse identical requests.
+-- With WEBSTATS_BEACON_POOL set, the first thread also writes its pool to that file for the
+-- constant-rate generator (benches/rate), so both loops send the same requests.
 -- done() prints the latency percentiles wrk's --latency output lacks (p99.9) as
 -- "BENCH key=value" lines for load.sh to read.
 
@@ -104,6 +106,16 @@ function init(args)
         pool[i] = wrk.format("POST", "/api/event", headers, beacon_body())
     end
     next_index = (thread_id * 997) % POOL_SIZE + 1
+    -- The open-loop generator (benches/rate) sends these same requests: the first thread
+    -- writes its pool as "<length>\n<raw request>" records when asked to.
+    local pool_file = os.getenv("WEBSTATS_BEACON_POOL")
+    if pool_file and pool_file ~= "" and thread_id == 0 then
+        local f = assert(io.open(pool_file, "wb"))
+        for i = 1, POOL_SIZE do
+            f:write(#pool[i], "\n", pool[i])
+        end
+        f:close()
+    end
 end
 
 function request()

@@ -2,13 +2,15 @@
 # Whole-service load benchmark: wrk POSTs realistic beacons to the release collector (with a
 # private ClickHouse behind it) and, in the same invocation and with the same wrk settings,
 # to an nginx that answers `return 204;` (the baseline: what HTTP on this machine costs).
+# Then both again at a constant rate (half the collector's closed-loop throughput unless --rate
+# says), from benches/rate, which measures latency from when each request was due (wrk2-style).
 # Prints a markdown table (req/s, latency p50/p99/p99.9, non-2xx; for the collector also
 # peak RSS, CPU per event and rows that reached ClickHouse) and writes it, with details, to
 # .work/bench/load-<timestamp>.md; raw wrk output and logs go to .work/bench/load-<timestamp>/.
 # Loopback only; every wait has a deadline; everything started is stopped on exit or Ctrl-C.
 #
 # usage: benches/load.sh [--duration S] [--connections N] [--threads T] [--warmup S] [--perf]
-#                        [--durability buffered|fsync]
+#                        [--durability buffered|fsync] [--workers N] [--rate R]
 #   --duration S     measured run per target, seconds (default 15)
 #   --connections N  open connections (default 64)
 #   --threads T      wrk threads (default 2)
@@ -18,18 +20,20 @@
 #   --durability M   the collector's [sink] durability (default buffered, the shipped default)
 #   --workers N      the collector's [server] worker_threads and nginx's worker_processes
 #                    (default: one per CPU)
+#   --rate R         requests/s of the constant-rate runs (default: half the collector's
+#                    measured closed-loop throughput)
 # Exit status: 0 when the collector answered 2xx to every request and every accepted beacon
 # reached ClickHouse; 1 otherwise (the table is still printed); 2 for bad arguments.
 set -euo pipefail
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$BENCH_DIR/../scripts/lib.sh"
 
-usage() { sed -n '2,22s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,26s/^# \{0,1\}//p' "$0"; }
 
-duration=15 connections=64 threads=2 warmup=3 perf="" durability=buffered workers="$(nproc)"
+duration=15 connections=64 threads=2 warmup=3 perf="" durability=buffered workers="$(nproc)" rate=""
 while [ $# -gt 0 ]; do
     case "$1" in
-        --duration|--connections|--threads|--warmup|--durability|--workers)
+        --duration|--connections|--threads|--warmup|--durability|--workers|--rate)
             [ $# -ge 2 ] || { log "$1 needs a value"; usage >&2; exit 2; } ;;&
         --duration) duration="${2:-}"; shift 2 ;;
         --connections) connections="${2:-}"; shift 2 ;;
@@ -38,12 +42,13 @@ while [ $# -gt 0 ]; do
         --perf) perf=1; shift ;;
         --durability) durability="${2:-}"; shift 2 ;;
         --workers) workers="${2:-}"; shift 2 ;;
+        --rate) rate="${2:-}"; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; exit 2 ;;
     esac
 done
 case "$durability" in buffered|fsync) ;; *) log "--durability: buffered or fsync"; usage >&2; exit 2 ;; esac
-for value in "$duration" "$connections" "$threads" "$warmup" "$workers"; do
+for value in "$duration" "$connections" "$threads" "$warmup" "$workers" ${rate:+"$rate"}; do
     [[ "$value" =~ ^[1-9][0-9]*$ ]] || { log "not a positive integer: '$value'"; usage >&2; exit 2; }
 done
 [ "$threads" -le "$connections" ] || { log "--threads must not exceed --connections"; exit 2; }
@@ -52,7 +57,7 @@ STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 REPORT="$WORK/bench/load-$STAMP.md"
 RAW="$WORK/bench/load-$STAMP"      # wrk output, collector log, perf report: kept
 TMP=""                              # configs, nginx prefix and pid: removed on exit
-COLLECTOR_PID="" NGINX_PID="" WRK_PID="" PERF_PID="" CH_STARTED=""
+COLLECTOR_PID="" NGINX_PID="" WRK_PID="" RATE_PID="" PERF_PID="" CH_STARTED=""
 CH_NAME=bench
 
 # ---------------------------------------------------------------------------------------
@@ -77,6 +82,7 @@ cleanup() {
     trap - EXIT INT TERM
     set +e
     stop_pid "$WRK_PID" TERM 5
+    stop_pid "$RATE_PID" TERM 5
     stop_pid "$PERF_PID" TERM 10
     if [ -n "$NGINX_PID" ]; then
         # Workers are the master's children: remember them in case the master must be killed.
@@ -170,6 +176,19 @@ run_wrk() {
     grep -q '^BENCH requests=' "$out" || { cat "$out" >&2; die "wrk printed no summary for $label"; }
 }
 
+# run_rate LABEL PORT OUT: one constant-rate run of $RATE req/s with the pool the collector's
+# wrk warm-up wrote (the same requests); output saved to OUT.
+run_rate() {
+    local label="$1" port="$2" out="$3"
+    log "rate $label: ${duration}s at $RATE req/s, $connections connections -> 127.0.0.1:$port"
+    timeout -k 5 $((duration + 60)) "$RATE_BIN" --addr "127.0.0.1:$port" --requests "$TMP/pool" \
+        --rate "$RATE" --connections "$connections" --duration "$duration" --threads "$threads" >"$out" 2>&1 &
+    RATE_PID=$!
+    wait "$RATE_PID" || { cat "$out" >&2; RATE_PID=""; die "rate failed against $label"; }
+    RATE_PID=""
+    grep -q '^BENCH requests=' "$out" || { cat "$out" >&2; die "rate printed no summary for $label"; }
+}
+
 # ---------------------------------------------------------------------------------------
 # 1. Tools, build, GeoIP databases.
 START=$SECONDS
@@ -184,6 +203,7 @@ log "cargo build --release --bins --locked"
 (cd "$ROOT" && timeout --foreground 3600 cargo build --release --bins --locked)
 timeout --foreground 1800 "$ROOT/scripts/geoip.sh"
 COLLECTOR_BIN="$ROOT/target/release/collector"
+RATE_BIN="$ROOT/target/release/rate"
 AGGREGATOR_BIN="$ROOT/target/release/aggregator"
 
 # ---------------------------------------------------------------------------------------
@@ -288,7 +308,9 @@ run_wrk "nginx" "http://127.0.0.1:$NGINX_PORT/api/event" "$duration" "$RAW/nginx
 ng_cpu1="$(nginx_ticks)"
 NGINX_MACHINE_BUSY="$(busy_pct "$b0" "$t0")"
 
-run_wrk "collector warm-up" "http://127.0.0.1:$COLLECTOR_PORT/api/event" "$warmup" "$RAW/collector-warmup.txt"
+# The warm-up also writes wrk's request pool for the constant-rate runs.
+WEBSTATS_BEACON_POOL="$TMP/pool" run_wrk "collector warm-up" "http://127.0.0.1:$COLLECTOR_PORT/api/event" "$warmup" "$RAW/collector-warmup.txt"
+[ -s "$TMP/pool" ] || die "beacon.lua wrote no request pool"
 cpu0="$(cpu_ticks "$COLLECTOR_PID")"
 ch_cpu0="$(cpu_ticks "$CH_PID")"
 read -r b0 t0 < <(machine_ticks)
@@ -315,10 +337,19 @@ if [ -n "$PERF_PID" ]; then
         >"$RAW/perf-callers.txt" 2>/dev/null || true
 fi
 
+# Constant rate: nginx first (as above), then the collector, whose CPU is measured again.
+RATE="${rate:-$(awk '/^Requests\/sec:/ { printf "%d", $2 / 2 }' "$RAW/collector.txt")}"
+[ "$RATE" -gt 0 ] || die "no rate for the constant-rate runs"
+run_rate "nginx" "$NGINX_PORT" "$RAW/nginx-rate.txt"
+rate_cpu0="$(cpu_ticks "$COLLECTOR_PID")"
+run_rate "collector" "$COLLECTOR_PORT" "$RAW/collector-rate.txt"
+rate_cpu1="$(cpu_ticks "$COLLECTOR_PID")"
+
 # wrk counts the 2xx answers it read before its deadline; the requests in flight then (at
 # most one per connection and run) are answered too but not counted, so the collector's own
 # count is the reference for rows, and wrk's must agree with it within that margin.
-ACCEPTED_WRK=$(( $(ok_count "$RAW/collector-warmup.txt") + $(ok_count "$RAW/collector.txt") ))
+# rate waits for every answer, so its count is exact.
+ACCEPTED_WRK=$(( $(ok_count "$RAW/collector-warmup.txt") + $(ok_count "$RAW/collector.txt") + $(value "$RAW/collector-rate.txt" ok) ))
 IN_FLIGHT_MAX=$((2 * connections))
 WAIT_START=$SECONDS
 sleep 1   # let the last in-flight requests finish
@@ -364,6 +395,8 @@ CH_CPU_S="$(seconds $((ch_cpu1 - ch_cpu0)))"
 CH_CPU_US_EVENT="$(per_event "$CH_CPU_S" "$C_OK")"
 NG_CPU_S="$(seconds $((ng_cpu1 - ng_cpu0)))"
 NG_CPU_US_REQ="$(per_event "$NG_CPU_S" "$(ok_count "$N")")"
+CR="$RAW/collector-rate.txt" NR_="$RAW/nginx-rate.txt"
+RATE_CPU_US_EVENT="$(per_event "$(seconds $((rate_cpu1 - rate_cpu0)))" "$(value "$CR" ok)")"
 RATIO="$(awk -v c="$C_RPS" -v n="$N_RPS" 'BEGIN { printf "%.2f", c / n }')"
 CPU_RATIO="$(awk -v c="$CPU_US_EVENT" -v n="$NG_CPU_US_REQ" 'BEGIN { printf "%.2f", (n > 0 ? c / n : 0) }')"
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
@@ -382,6 +415,8 @@ check "$([ "$(non_2xx "$C")" -eq 0 ] && [ "$(non_2xx "$RAW/collector-warmup.txt"
     "the collector answered 2xx to every request (non-2xx: warm-up $(non_2xx "$RAW/collector-warmup.txt"), measured $(non_2xx "$C"))"
 check "$([ "$(socket_errors "$C")" -eq 0 ] && echo 1)" \
     "no socket errors or timeouts against the collector ($(socket_errors "$C"))"
+check "$([ "$(non_2xx "$CR")" -eq 0 ] && [ "$(socket_errors "$CR")" -eq 0 ] && echo 1)" \
+    "at the constant rate, the collector answered 2xx to every request (non-2xx $(non_2xx "$CR"), socket errors $(socket_errors "$CR"))"
 # In fsync mode a beacon is written before its 202 is sent; when wrk stops, it closes
 # connections whose beacons are on disk but never answered, so rows may exceed accepted by up
 # to one request per connection (those senders would retry). In buffered mode they are equal.
@@ -389,7 +424,7 @@ extra_rows=$((ROWS_T - M_ACCEPTED))
 check "$([ "$extra_rows" -eq 0 ] || { [ "$durability" = fsync ] && [ "$extra_rows" -gt 0 ] && [ "$extra_rows" -le "$connections" ]; } && echo 1)" \
     "every accepted beacon reached ClickHouse: $ROWS_T rows in bench_troubleshooting.events, $M_ACCEPTED accepted (/metrics), ${ROWS_WAIT}s after the run"
 check "$([ "$M_ACCEPTED" -ge "$ACCEPTED_WRK" ] && [ "$M_ACCEPTED" -le $((ACCEPTED_WRK + IN_FLIGHT_MAX)) ] && echo 1)" \
-    "wrk's 2xx count, warm-up + measured ($ACCEPTED_WRK), matches beacons_accepted_total ($M_ACCEPTED) up to the requests in flight when wrk stopped (0 to $IN_FLIGHT_MAX)"
+    "the 2xx count of wrk (warm-up + measured) and rate ($ACCEPTED_WRK) matches beacons_accepted_total ($M_ACCEPTED) up to the requests in flight when wrk stopped (0 to $IN_FLIGHT_MAX)"
 check "$([ "$M_REJECTED" -eq 0 ] && echo 1)" "beacons_rejected_total is 0 ($M_REJECTED)"
 
 {
@@ -403,8 +438,10 @@ check "$([ "$M_REJECTED" -eq 0 ] && echo 1)" "beacons_rejected_total is 0 ($M_RE
     echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     echo "| nginx \`return 204\` (baseline) | $(fmt_rps "$N_RPS") | $(ms "$(value "$N" p50_us)") | $(ms "$(value "$N" p99_us)") | $(ms "$(value "$N" p999_us)") | $(non_2xx "$N") | – | – | – |"
     echo "| collector ($durability) → ClickHouse | $(fmt_rps "$C_RPS") | $(ms "$(value "$C" p50_us)") | $(ms "$(value "$C" p99_us)") | $(ms "$(value "$C" p999_us)") | $(non_2xx "$C") | $(mib "$PEAK_RSS_KIB") | $CPU_US_EVENT | $ROWS_T / $M_ACCEPTED |"
+    echo "| nginx, constant $RATE req/s | $(fmt_rps "$(value "$NR_" rate_achieved)") | $(ms "$(value "$NR_" p50_us)") | $(ms "$(value "$NR_" p99_us)") | $(ms "$(value "$NR_" p999_us)") | $(non_2xx "$NR_") | – | – | – |"
+    echo "| collector, constant $RATE req/s | $(fmt_rps "$(value "$CR" rate_achieved)") | $(ms "$(value "$CR" p50_us)") | $(ms "$(value "$CR" p99_us)") | $(ms "$(value "$CR" p999_us)") | $(non_2xx "$CR") | (above) | $RATE_CPU_US_EVENT | (above) |"
     echo
-    echo "collector/nginx throughput: **$RATIO**; CPU per event: **${CPU_RATIO}x** nginx's per request; peak RSS: **$(mib "$PEAK_RSS_KIB") MiB**"
+    echo "collector/nginx throughput: **$RATIO**; CPU per event: **${CPU_RATIO}x** nginx's per request; peak RSS: **$(mib "$PEAK_RSS_KIB") MiB**; p99 at a constant $RATE req/s: **$(ms "$(value "$CR" p99_us)") ms** (nginx $(ms "$(value "$NR_" p99_us)") ms)"
     echo
     echo "Details:"
     echo "- latency p75 / p90 / max, ms: nginx $(ms "$(value "$N" p75_us)") / $(ms "$(value "$N" p90_us)") / $(ms "$(value "$N" max_us)"); collector $(ms "$(value "$C" p75_us)") / $(ms "$(value "$C" p90_us)") / $(ms "$(value "$C" max_us)")"
@@ -413,7 +450,8 @@ check "$([ "$M_REJECTED" -eq 0 ] && echo 1)" "beacons_rejected_total is 0 ($M_RE
     echo "- machine CPU busy during the measured run (all processes, wrk included): nginx run ${NGINX_MACHINE_BUSY}%, collector run ${COLLECTOR_MACHINE_BUSY}%"
     echo "- collector RSS: peak $(mib "$PEAK_RSS_KIB") MiB, after the run $(mib "$RSS_AFTER_KIB") MiB"
     echo "- rows: troubleshooting $ROWS_T, audience $ROWS_A (crawlers are kept out of it); /metrics: accepted $M_ACCEPTED, rejected $M_REJECTED, bot hits $M_BOTS"
-    echo "- wrk counted $ACCEPTED_WRK 2xx (warm-up + measured); the collector accepted $((M_ACCEPTED - ACCEPTED_WRK)) more: requests in flight when wrk stopped, which wrk does not count"
+    echo "- wrk (warm-up + measured) and rate counted $ACCEPTED_WRK 2xx; the collector accepted $((M_ACCEPTED - ACCEPTED_WRK)) more: requests in flight when wrk stopped, which wrk does not count"
+    echo "- constant-rate runs (benches/rate, latency from when each request was due): ${duration}s, $connections connections; sends the generator itself made more than 1 ms late: nginx $(value "$NR_" late_sends), collector $(value "$CR" late_sends) of $(value "$CR" requests)"
     echo "- raw wrk output, collector log, /metrics: \`.work/bench/load-$STAMP/\`"
     echo "- whole script until this report: $((SECONDS - START)) s"
     echo
