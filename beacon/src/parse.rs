@@ -4,6 +4,8 @@
 //! after scrubbing ([`FreeText`]): here it stays whole, bounded by the body limit, so that a
 //! cut never leaves part of a card or an address where no detector can recognise it.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 use store::EventType;
 use url::Url;
@@ -104,114 +106,206 @@ fn err(field: &'static str, message: impl Into<String>) -> BeaconError {
     BeaconError { field, message: message.into() }
 }
 
+/// The top-level fields of a beacon as sent, borrowed from the body where JSON allows (a
+/// string without escapes). JSON keeps each value's type; the GIF's query gives strings, with
+/// `sw` a number when it is one and `props`, `t` and `err` parsed JSON. Unknown fields are
+/// ignored; a field given twice in a JSON body is refused (serde), in a query the last wins.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+struct Fields<'a> {
+    #[serde(borrow)]
+    site: Option<Scalar<'a>>,
+    #[serde(borrow, rename = "type")]
+    kind: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    url: Option<Scalar<'a>>,
+    #[serde(borrow, rename = "ref")]
+    referrer: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    name: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    sw: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    lang: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    sid: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    dnt: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    auto: Option<Scalar<'a>>,
+    props: Option<Value>,
+    t: Option<Value>,
+    err: Option<Value>,
+}
+
+/// A top-level value other than `null` (which `Option` takes): only its kind matters for the
+/// ones that must be strings or numbers, so objects and arrays are skipped, not built.
+enum Scalar<'a> {
+    Str(Cow<'a, str>),
+    Bool(bool),
+    Num(serde_json::Number),
+    Other,
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Scalar<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = Scalar<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Scalar<'a>, E> {
+                Ok(Scalar::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Scalar<'a>, E> {
+                Ok(Scalar::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Scalar<'a>, E> {
+                Ok(Scalar::Str(Cow::Owned(v)))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Scalar<'a>, E> {
+                Ok(Scalar::Bool(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Scalar<'a>, E> {
+                Ok(Scalar::Num(v.into()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Scalar<'a>, E> {
+                Ok(Scalar::Num(v.into()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Scalar<'a>, E> {
+                Ok(serde_json::Number::from_f64(v).map_or(Scalar::Other, Scalar::Num))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar<'a>, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Other)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Scalar<'a>, A::Error> {
+                while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Other)
+            }
+        }
+        deserializer.deserialize_any(Visit(std::marker::PhantomData))
+    }
+}
+
 /// Parses a POST body (already decompressed and size-checked).
 pub fn from_json(body: &[u8]) -> Result<Beacon, BeaconError> {
     let text = std::str::from_utf8(body).map_err(|_| err("", "body is not valid UTF-8"))?;
-    let value: Value = serde_json::from_str(text).map_err(|e| err("", format!("body is not valid JSON: {e}")))?;
-    match value {
-        Value::Object(map) => from_map(&map),
-        _ => Err(err("", "body must be a JSON object")),
+    // Valid JSON of another shape ([1], "x", 5) has its own reason; serde would also take an
+    // array as the struct's fields in order.
+    if !text.trim_start().starts_with('{') && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() {
+        return Err(err("", "body must be a JSON object"));
     }
+    let fields = serde_json::from_str::<Fields>(text).map_err(|e| err("", format!("body is not valid JSON: {e}")))?;
+    from_fields(fields)
 }
 
 /// Parses the GIF beacon's query string: the same fields as parameters; `props`, `t` and `err`
 /// hold JSON objects.
 pub fn from_query(query: &str) -> Result<Beacon, BeaconError> {
-    let mut map = Map::new();
+    let mut fields = Fields::default();
     for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
-        let value = match key.as_ref() {
-            "sw" => value.parse::<i64>().map(Value::from).unwrap_or(Value::String(value.into_owned())),
-            "props" | "t" | "err" => {
-                serde_json::from_str(&value).map_err(|_| err(field_name(&key), "must be a JSON object"))?
-            }
-            _ => Value::String(value.into_owned()),
+        let json = |field: &'static str| -> Result<Option<Value>, BeaconError> {
+            serde_json::from_str(&value).map(Some).map_err(|_| err(field, "must be a JSON object"))
         };
-        map.insert(key.into_owned(), value);
+        match key.as_ref() {
+            "sw" => {
+                fields.sw = Some(value.parse::<i64>().map_or(Scalar::Str(value), |n| Scalar::Num(n.into())));
+            }
+            "props" => fields.props = json("props")?,
+            "t" => fields.t = json("t")?,
+            "err" => fields.err = json("err")?,
+            key => {
+                let slot = match key {
+                    "site" => &mut fields.site,
+                    "type" => &mut fields.kind,
+                    "url" => &mut fields.url,
+                    "ref" => &mut fields.referrer,
+                    "name" => &mut fields.name,
+                    "lang" => &mut fields.lang,
+                    "sid" => &mut fields.sid,
+                    "dnt" => &mut fields.dnt,
+                    "auto" => &mut fields.auto,
+                    _ => continue,
+                };
+                *slot = Some(Scalar::Str(value));
+            }
+        }
     }
-    from_map(&map)
+    from_fields(fields)
 }
 
-/// Maps a parameter name to the static field name used in errors.
-fn field_name(key: &str) -> &'static str {
-    match key {
-        "props" => "props",
-        "t" => "t",
-        _ => "err",
-    }
-}
-
-fn from_map(map: &Map<String, Value>) -> Result<Beacon, BeaconError> {
-    let site = required_str(map, "site")?.to_owned();
+fn from_fields(f: Fields) -> Result<Beacon, BeaconError> {
+    let site = text("site", &f.site)?.ok_or_else(|| err("site", "is required"))?;
     if site.is_empty() {
         return Err(err("site", "must not be empty"));
     }
-    let kind = match optional_str(map, "type")? {
+    let kind = match text("type", &f.kind)? {
         None | Some("pageview") => EventType::Pageview,
         Some("event") => EventType::Event,
         Some("timing") => EventType::Timing,
         Some("error") => EventType::Error,
         Some(_) => return Err(err("type", "must be one of pageview, event, timing, error")),
     };
-    let url = absolute_url("url", required_str(map, "url")?)?;
-    let referrer = match optional_str(map, "ref")? {
+    let url = absolute_url("url", text("url", &f.url)?.ok_or_else(|| err("url", "is required"))?)?;
+    let referrer = match text("ref", &f.referrer)? {
         None | Some("") => None,
         Some(r) => Some(absolute_url("ref", r)?),
     };
-    let name = optional_str(map, "name")?;
+    let name = text("name", &f.name)?;
     if kind == EventType::Event && name.is_none_or(str::is_empty) {
         return Err(err("name", "an event needs a name"));
     }
-    let name = name.map(str::to_owned);
-    let screen_width = match map.get("sw") {
-        None | Some(Value::Null) => None,
+    let screen_width = match &f.sw {
+        None => None,
         Some(v) => Some(
-            v.as_u64()
-                .and_then(|w| u16::try_from(w).ok())
-                .ok_or_else(|| err("sw", "must be an integer from 0 to 65535"))?,
+            match v {
+                Scalar::Num(n) => n.as_u64().and_then(|w| u16::try_from(w).ok()),
+                _ => None,
+            }
+            .ok_or_else(|| err("sw", "must be an integer from 0 to 65535"))?,
         ),
     };
-    let timing = match map.get("t") {
+    let timing = match &f.t {
         None | Some(Value::Null) if kind != EventType::Timing => Timing::default(),
         Some(Value::Object(t)) => timing(t)?,
         _ => return Err(err("t", "a timing beacon needs an object of milliseconds")),
     };
-    let error = match map.get("err") {
+    let error = match &f.err {
         None | Some(Value::Null) if kind != EventType::Error => None,
         Some(Value::Object(e)) => Some(error_report(e)?),
         _ => return Err(err("err", "an error beacon needs an object with msg")),
     };
     Ok(Beacon {
-        site,
+        site: site.to_owned(),
         kind: Kind(kind),
         url,
         referrer,
-        name,
-        props: props(map)?,
+        name: name.map(str::to_owned),
+        props: props(f.props.as_ref())?,
         screen_width,
-        lang: optional_str(map, "lang")?.map(|l| cut(l, MAX_LANG_CHARS)),
+        lang: text("lang", &f.lang)?.map(|l| cut(l, MAX_LANG_CHARS)),
         timing,
         error,
-        sid: optional_str(map, "sid")?.filter(|s| !s.is_empty()).map(|s| cut(s, MAX_SID_CHARS)),
-        do_not_track: match map.get("dnt") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(Value::Number(n)) if n.as_u64() == Some(0) || n.as_u64() == Some(1) => n.as_u64() == Some(1),
+        sid: text("sid", &f.sid)?.filter(|s| !s.is_empty()).map(|s| cut(s, MAX_SID_CHARS)),
+        do_not_track: match &f.dnt {
+            None => false,
+            Some(Scalar::Bool(b)) => *b,
+            Some(Scalar::Num(n)) if matches!(n.as_u64(), Some(0 | 1)) => n.as_u64() == Some(1),
             // The GIF beacon's parameters are strings.
-            Some(Value::String(s)) if s == "0" || s == "1" => s == "1",
+            Some(Scalar::Str(s)) if s == "0" || s == "1" => s == "1",
             Some(_) => return Err(err("dnt", "must be 1, 0, true or false")),
         },
-        automation: optional_str(map, "auto")?.and_then(automation_hint),
+        automation: text("auto", &f.auto)?.and_then(automation_hint),
     })
 }
 
-fn required_str<'a>(map: &'a Map<String, Value>, field: &'static str) -> Result<&'a str, BeaconError> {
-    optional_str(map, field)?.ok_or_else(|| err(field, "is required"))
-}
-
-fn optional_str<'a>(map: &'a Map<String, Value>, field: &'static str) -> Result<Option<&'a str>, BeaconError> {
-    match map.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
+/// A field that must be a string when present.
+fn text<'b>(field: &'static str, value: &'b Option<Scalar>) -> Result<Option<&'b str>, BeaconError> {
+    match value {
+        None => Ok(None),
+        Some(Scalar::Str(s)) => Ok(Some(s)),
         Some(_) => Err(err(field, "must be a string")),
     }
 }
@@ -227,8 +321,8 @@ fn absolute_url(field: &'static str, raw: &str) -> Result<Url, BeaconError> {
     }
 }
 
-fn props(map: &Map<String, Value>) -> Result<Vec<(String, String)>, BeaconError> {
-    let object = match map.get("props") {
+fn props(value: Option<&Value>) -> Result<Vec<(String, String)>, BeaconError> {
+    let object = match value {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Object(o)) => o,
         Some(_) => return Err(err("props", "must be an object")),
@@ -342,6 +436,19 @@ mod tests {
         check_err(r#"{"site":"s","url":"https://a.ru/","type":"error","err":{}}"#, "err");
         check_err(r#"{"site":5,"url":"https://a.ru/"}"#, "site");
         check_err(r#"{"site":"s","url":"https://a.ru/","dnt":2}"#, "dnt");
+    }
+
+    #[test]
+    fn reads_escaped_strings_skips_unknown_fields_and_refuses_a_field_given_twice() {
+        let b = from_json(br#"{"site":"s","x":{"deep":[1,{"a":null}]},"url":"https://a.ru/\u0070","name":"a\"b"}"#)
+            .unwrap();
+        assert_eq!(b.url.as_str(), "https://a.ru/p");
+        assert_eq!(b.name.as_deref(), Some("a\"b"));
+        let e = from_json(br#"{"site":"s","url":"https://a.ru/","url":"https://b.ru/"}"#).unwrap_err();
+        assert_eq!(e.field, "");
+        assert!(e.message.contains("duplicate field `url`"), "{e}");
+        assert_eq!(from_json(br#""site""#).unwrap_err().message, "body must be a JSON object");
+        assert!(from_json(br#"[1"#).unwrap_err().message.starts_with("body is not valid JSON"));
     }
 
     #[test]
