@@ -142,7 +142,7 @@ impl Default for SinkConfig {
             durability: Durability::Buffered,
             flush_interval_ms: Millis::new(1_000),
             max_batch_rows: NonZeroUsize::new(20_000).expect("non-zero"),
-            max_batch_bytes: 8 * 1024 * 1024,
+            max_batch_bytes: 4 * 1024 * 1024,
             queue_capacity: NonZeroUsize::new(10_000).expect("non-zero"),
             max_inflight_batches: NonZeroUsize::new(4).expect("non-zero"),
             retry_initial_backoff_ms: Millis::new(100),
