@@ -274,6 +274,7 @@ log "starting the collector on 127.0.0.1:$COLLECTOR_PORT"
 "$COLLECTOR_BIN" --config "$TMP/collector.toml" >"$RAW/collector.log" 2>&1 &
 COLLECTOR_PID=$!
 wait_until 30 "collector /readyz 200" collector_ready
+REST_RSS_KIB="$(status_kib "$COLLECTOR_PID" VmRSS)"     # GeoIP and bot list loaded, no traffic yet
 
 # ---------------------------------------------------------------------------------------
 # 3. nginx: the baseline, as many workers as the collector has threads.
@@ -448,7 +449,7 @@ check "$([ "$M_REJECTED" -eq 0 ] && echo 1)" "beacons_rejected_total is 0 ($M_RE
     echo "- requests in the measured run: nginx $(value "$N" requests), collector $(value "$C" requests); socket errors: nginx $(socket_errors "$N"), collector $(socket_errors "$C")"
     echo "- CPU during the measured runs: collector ${CPU_S} s (${CPU_US_EVENT} µs/event), ClickHouse ${CH_CPU_S} s (${CH_CPU_US_EVENT} µs/event); nginx ${NG_CPU_S} s (${NG_CPU_US_REQ} µs/request)"
     echo "- machine CPU busy during the measured run (all processes, wrk included): nginx run ${NGINX_MACHINE_BUSY}%, collector run ${COLLECTOR_MACHINE_BUSY}%"
-    echo "- collector RSS: peak $(mib "$PEAK_RSS_KIB") MiB, after the run $(mib "$RSS_AFTER_KIB") MiB"
+    echo "- collector RSS: at rest before the load $(mib "$REST_RSS_KIB") MiB, peak $(mib "$PEAK_RSS_KIB") MiB, after the run $(mib "$RSS_AFTER_KIB") MiB"
     echo "- rows: troubleshooting $ROWS_T, audience $ROWS_A (crawlers are kept out of it); /metrics: accepted $M_ACCEPTED, rejected $M_REJECTED, bot hits $M_BOTS"
     echo "- wrk (warm-up + measured) and rate counted $ACCEPTED_WRK 2xx; the collector accepted $((M_ACCEPTED - ACCEPTED_WRK)) more: requests in flight when wrk stopped, which wrk does not count"
     echo "- constant-rate runs (benches/rate, latency from when each request was due): ${duration}s, $connections connections; sends the generator itself made more than 1 ms late: nginx $(value "$NR_" late_sends), collector $(value "$CR" late_sends) of $(value "$CR" requests)"
