@@ -85,13 +85,15 @@ ensure_secrets() {
 }
 
 # configure NODE SHARD REPLICA: the node's secrets, config.d/cluster.xml (from the <shard>
-# lists in $DIR) and the cluster user.
+# lists in $DIR) and the cluster user. Only a line that is nothing but @SHARDS@ or @NODES@ is
+# replaced: the template's comment names them too, and a password with "--" in a comment
+# would make the file invalid XML.
 configure() {
     local node_dir="$WORK/clickhouse/$1"
     mkdir -p "$node_dir/config.d" "$node_dir/users.d"
     (umask 077; grep '^WEBSTATS_CH_PASSWORD_ADMIN=' "$SECRETS" > "$node_dir/secrets.env")
     sed -e "s|@ZOOKEEPER_PORT@|$base_port|" -e "s|@CLUSTER@|$name|g" -e "s|@SHARD@|$2|" -e "s|@REPLICA@|$3|" \
-        -e "/@SHARDS@/{r $DIR/shards.xml" -e "d}" -e "/@NODES@/{r $DIR/nodes.xml" -e "d}" \
+        -e "/^@SHARDS@\$/{r $DIR/shards.xml" -e "d}" -e "/^@NODES@\$/{r $DIR/nodes.xml" -e "d}" \
         "$ROOT/config/clickhouse/cluster.xml" > "$node_dir/config.d/cluster.xml"
     chmod 600 "$node_dir/config.d/cluster.xml"
     local hash
