@@ -56,13 +56,19 @@ struct Args {
 
 /// What one connection saw; summed over connections at the end.
 struct Tally {
+    /// Latency as described in the module docs (the server's delay counts, this side's not).
     latency_us: Histogram<u64>,
+    /// Latency from when each request was due, whatever delayed it (wrk2's measure): above
+    /// `latency_us` when this side's timer or CPU share was late.
+    from_due_us: Histogram<u64>,
     ok: u64,
     non_2xx: u64,
     errors_connect: u64,
     errors_read: u64,
     errors_write: u64,
     errors_timeout: u64,
+    /// Requests never sent: the schedule had run more than `--timeout` past its end.
+    unsent: u64,
     /// Requests this side sent more than a millisecond after they were due although the
     /// connection was free: the generator, not the server, fell behind.
     late_sends: u64,
@@ -73,24 +79,28 @@ impl Tally {
         Tally {
             // 1 µs to 60 s, 3 significant digits.
             latency_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
+            from_due_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
             ok: 0,
             non_2xx: 0,
             errors_connect: 0,
             errors_read: 0,
             errors_write: 0,
             errors_timeout: 0,
+            unsent: 0,
             late_sends: 0,
         }
     }
 
     fn add(&mut self, other: &Tally) {
         self.latency_us.add(&other.latency_us).expect("same histogram bounds");
+        self.from_due_us.add(&other.from_due_us).expect("same histogram bounds");
         self.ok += other.ok;
         self.non_2xx += other.non_2xx;
         self.errors_connect += other.errors_connect;
         self.errors_read += other.errors_read;
         self.errors_write += other.errors_write;
         self.errors_timeout += other.errors_timeout;
+        self.unsent += other.unsent;
         self.late_sends += other.late_sends;
     }
 }
@@ -175,6 +185,15 @@ async fn connection(plan: Plan) -> Tally {
     let mut previous_done = Instant::now();
     let mut k = plan.offset;
     while due < plan.end {
+        // A server that stalled for longer than the timeout past the schedule's end: the rest
+        // is counted as never sent rather than sent late for ever.
+        if Instant::now() > plan.end + plan.timeout {
+            while due < plan.end {
+                tally.unsent += 1;
+                due += plan.period;
+            }
+            break;
+        }
         // The server still busy past the due time: measure from then (its delay counts).
         let server_late = previous_done > due;
         sleep_until(due).await;
@@ -190,8 +209,9 @@ async fn connection(plan: Plan) -> Tally {
         let since = if server_late { due } else { sent };
         match outcome {
             Ok(status) => {
-                let us = (done - since).as_micros().clamp(1, 60_000_000) as u64;
-                tally.latency_us.saturating_record(us);
+                let us = |from: Instant| (done - from).as_micros().clamp(1, 60_000_000) as u64;
+                tally.latency_us.saturating_record(us(since));
+                tally.from_due_us.saturating_record(us(due));
                 if (200..300).contains(&status) {
                     tally.ok += 1;
                 } else {
@@ -203,7 +223,7 @@ async fn connection(plan: Plan) -> Tally {
                 match failure {
                     Failure::Connect => tally.errors_connect += 1,
                     Failure::Write => tally.errors_write += 1,
-                    Failure::Read => tally.errors_read += 1,
+                    Failure::Read | Failure::Closed => tally.errors_read += 1,
                     Failure::Timeout => tally.errors_timeout += 1,
                 }
             }
@@ -217,17 +237,45 @@ enum Failure {
     Connect,
     Write,
     Read,
+    /// The connection ended before any byte of the answer (reported as `Read`).
+    Closed,
     Timeout,
 }
 
 /// Sends one request on the connection (opening it first if needed) and reads the whole
-/// response; returns its status. The connection is dropped when the server says `close`.
+/// response, within `limit`; returns its status. The connection is dropped when the server
+/// says `close`. A kept-alive connection the server closed without saying so (an idle
+/// timeout) fails before any answer arrives: then the request is sent once more on a new one.
 async fn exchange(
     stream: &mut Option<TcpStream>,
     addr: &str,
     request: &[u8],
     buf: &mut Vec<u8>,
     limit: Duration,
+) -> Result<u16, Failure> {
+    timeout(limit, async {
+        let reused = stream.is_some();
+        match send_and_read(stream, addr, request, buf).await {
+            Err(Failure::Write | Failure::Closed) if reused => {
+                *stream = None;
+                send_and_read(stream, addr, request, buf).await
+            }
+            outcome => outcome,
+        }
+    })
+    .await
+    .map_err(|_| Failure::Timeout)?
+    .map_err(|failure| match failure {
+        Failure::Closed => Failure::Read,
+        other => other,
+    })
+}
+
+async fn send_and_read(
+    stream: &mut Option<TcpStream>,
+    addr: &str,
+    request: &[u8],
+    buf: &mut Vec<u8>,
 ) -> Result<u16, Failure> {
     if stream.is_none() {
         let s = TcpStream::connect(addr).await.map_err(|_| Failure::Connect)?;
@@ -236,54 +284,71 @@ async fn exchange(
     }
     let s = stream.as_mut().expect("connected above");
     s.write_all(request).await.map_err(|_| Failure::Write)?;
-    let (status, close) = timeout(limit, read_response(s, buf)).await.map_err(|_| Failure::Timeout)??;
+    let (status, close) = read_response(s, buf).await?;
     if close {
         *stream = None;
     }
     Ok(status)
 }
 
-/// Reads one response with a `Content-Length` body (or none); returns its status and whether
-/// the server closes the connection.
+/// Reads one response; returns its status and whether the server closes the connection. A
+/// body is delimited by `Content-Length`, or by the end of the connection when there is none
+/// (and the status allows a body); chunked answers are not expected from either target.
 async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(u16, bool), Failure> {
     buf.clear();
+    let mut chunk = [0u8; 4096];
     loop {
-        let mut chunk = [0u8; 4096];
-        let n = s.read(&mut chunk).await.map_err(|_| Failure::Read)?;
-        if n == 0 {
-            return Err(Failure::Read);
-        }
+        let n = match s.read(&mut chunk).await {
+            Ok(0) | Err(_) if buf.is_empty() => return Err(Failure::Closed),
+            Ok(0) | Err(_) => return Err(Failure::Read),
+            Ok(n) => n,
+        };
         buf.extend_from_slice(&chunk[..n]);
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut response = httparse::Response::new(&mut headers);
-        match response.parse(buf) {
-            Ok(httparse::Status::Complete(head)) => {
-                let status = response.code.ok_or(Failure::Read)?;
-                let (mut length, mut close) = (0usize, false);
-                for h in response.headers.iter() {
-                    if h.name.eq_ignore_ascii_case("content-length") {
-                        length = std::str::from_utf8(h.value)
-                            .ok()
-                            .and_then(|v| v.trim().parse().ok())
-                            .ok_or(Failure::Read)?;
-                    } else if h.name.eq_ignore_ascii_case("connection") {
-                        close = h.value.eq_ignore_ascii_case(b"close");
-                    } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                        return Err(Failure::Read); // neither target sends chunked answers
-                    }
-                }
-                while buf.len() < head + length {
-                    let n = s.read(&mut chunk).await.map_err(|_| Failure::Read)?;
-                    if n == 0 {
-                        return Err(Failure::Read);
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                return Ok((status, close));
-            }
+        let head = match response.parse(buf) {
+            Ok(httparse::Status::Complete(head)) => head,
             Ok(httparse::Status::Partial) => continue,
             Err(_) => return Err(Failure::Read),
+        };
+        let status = response.code.ok_or(Failure::Read)?;
+        // HTTP/1.0 closes unless asked to keep alive; HTTP/1.1 keeps alive unless told.
+        let mut close = response.version == Some(0);
+        let mut length = None;
+        for h in response.headers.iter() {
+            if h.name.eq_ignore_ascii_case("content-length") {
+                let value = std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse::<usize>().ok());
+                length = Some(value.ok_or(Failure::Read)?);
+            } else if h.name.eq_ignore_ascii_case("connection") {
+                close = h.value.eq_ignore_ascii_case(b"close");
+            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                return Err(Failure::Read);
+            }
         }
+        let bodiless = status == 204 || status == 304 || (100..200).contains(&status);
+        match length {
+            _ if bodiless => {}
+            Some(length) => {
+                while buf.len() < head + length {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return Err(Failure::Read),
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            }
+            None => {
+                // The body runs to the end of the connection.
+                loop {
+                    match s.read(&mut chunk).await {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(_) => return Err(Failure::Read),
+                    }
+                }
+                close = true;
+            }
+        }
+        return Ok((status, close));
     }
 }
 
@@ -314,7 +379,18 @@ fn report(args: &Args, t: &Tally, elapsed: Duration) {
         h.max(),
         h.mean()
     );
-    println!("BENCH rate_target={} rate_achieved={achieved:.0} ok={} late_sends={}", args.rate, t.ok, t.late_sends);
+    let d = &t.from_due_us;
+    println!(
+        "BENCH from_due_p50_us={} from_due_p99_us={} from_due_p999_us={} from_due_max_us={}",
+        d.value_at_quantile(0.5),
+        d.value_at_quantile(0.99),
+        d.value_at_quantile(0.999),
+        d.max()
+    );
+    println!(
+        "BENCH rate_target={} rate_achieved={achieved:.0} ok={} late_sends={} unsent={}",
+        args.rate, t.ok, t.late_sends, t.unsent
+    );
 }
 
 #[cfg(test)]
@@ -396,6 +472,52 @@ mod tests {
         assert_eq!(tally.latency_us.len(), 200);
         assert_eq!(tally.errors_connect + tally.errors_read + tally.errors_write + tally.errors_timeout, 0);
         assert!(elapsed >= Duration::from_millis(980), "the schedule spans the duration: {elapsed:?}");
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_without_notice_is_reopened_and_the_request_sent_again() {
+        // Answers one request per connection, then closes it without `Connection: close`.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    if s.read(&mut buf).await.unwrap_or(0) > 0 {
+                        let _ = s.write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n").await;
+                    }
+                });
+            }
+        });
+        let args =
+            Args { addr, requests: PathBuf::new(), rate: 40, connections: 2, duration: 1, threads: 1, timeout: 5 };
+        let request = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}".to_vec();
+        let (tally, _) = run(&args, vec![request]).await.unwrap();
+        assert_eq!((tally.ok, tally.errors_read + tally.errors_write), (40, 0));
+    }
+
+    #[tokio::test]
+    async fn a_stalled_server_ends_the_run_with_timeouts_and_unsent_requests() {
+        // Accepts and reads, never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    while s.read(&mut buf).await.unwrap_or(0) > 0 {}
+                });
+            }
+        });
+        let args =
+            Args { addr, requests: PathBuf::new(), rate: 100, connections: 2, duration: 1, threads: 1, timeout: 1 };
+        let (tally, elapsed) = run(&args, vec![b"GET / HTTP/1.1\r\n\r\n".to_vec()]).await.unwrap();
+        assert_eq!(tally.ok + tally.non_2xx, 0);
+        assert!(tally.errors_timeout >= 2, "each connection waited out one answer: {}", tally.errors_timeout);
+        assert_eq!(tally.errors_timeout + tally.unsent, 100, "every scheduled request is accounted for");
+        assert!(elapsed < Duration::from_secs(5), "the run ends soon after its end plus the timeout: {elapsed:?}");
     }
 
     #[tokio::test]
