@@ -6,7 +6,8 @@
 # usage: cluster.sh start|stop|status|nodes [--name NAME] [--shards S] [--replicas R]
 #                   [--base-port P]
 #   start   start ZooKeeper and every node (a no-op for those already running); waits until
-#           ON CLUSTER DDL reaches every node. Prints the nodes as `nodes` does.
+#           ON CLUSTER DDL reaches every node. Prints the nodes as `nodes` does. If it fails,
+#           it stops what this call started (not what was already running).
 #   stop    stop every node, then ZooKeeper.
 #   status  each node's and ZooKeeper's status; exit 1 if any is stopped.
 #   nodes   one line per node: NODE_NAME SHARD REPLICA HTTP_PORT TCP_PORT INTERSERVER_PORT.
@@ -101,14 +102,29 @@ configure() {
     sed "s/@CLUSTER_PASSWORD_SHA256@/$hash/" "$ROOT/config/clickhouse/cluster-user.xml" > "$node_dir/users.d/cluster.xml"
 }
 
+# undo_start: stops what this call of start started (the STARTED list), on a failed start.
+STARTED=()
+undo_start() {
+    local what
+    for what in "${STARTED[@]}"; do
+        case "$what" in
+            zookeeper) "$ROOT/scripts/zookeeper.sh" stop --name "$ZK_NAME" >/dev/null 2>&1 || true ;;
+            *) "$ROOT/scripts/clickhouse.sh" stop --name "$what" >/dev/null 2>&1 || true ;;
+        esac
+    done
+}
+
 start() {
+    trap 'undo_start' EXIT
     ensure_secrets
     echo "$shards $replicas $base_port" > "$SHAPE"
     (umask 077; shards_xml shard > "$DIR/shards.xml"; shards_xml node > "$DIR/nodes.xml")
+    "$ROOT/scripts/zookeeper.sh" status --name "$ZK_NAME" >/dev/null 2>&1 || STARTED+=(zookeeper)
     "$ROOT/scripts/zookeeper.sh" start --name "$ZK_NAME" --port "$base_port"
     local node shard replica http tcp inter
     while read -r node shard replica http tcp inter; do
         configure "$node" "$shard" "$replica"
+        "$ROOT/scripts/clickhouse.sh" status --name "$node" >/dev/null 2>&1 || STARTED+=("$node")
         "$ROOT/scripts/clickhouse.sh" start --name "$node" --http-port "$http" --tcp-port "$tcp" \
             --interserver-port "$inter" >/dev/null
     done < <(nodes)
@@ -131,6 +147,7 @@ while True:
             sys.exit(f"ON CLUSTER DDL does not reach every node: {error}")
         time.sleep(1)
 PY
+    trap - EXIT
     log "cluster $name: $shards shards x $replicas replicas, ZooKeeper on 127.0.0.1:$base_port"
     nodes
 }
