@@ -74,12 +74,19 @@ struct Tally {
     late_sends: u64,
 }
 
+/// The largest latency recorded, µs (60 s); longer ones count as this.
+const MAX_US: u64 = 60_000_000;
+
+/// 1 µs to [`MAX_US`], 3 significant digits.
+fn microseconds() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_US, 3).expect("valid histogram bounds")
+}
+
 impl Tally {
     fn new() -> Tally {
         Tally {
-            // 1 µs to 60 s, 3 significant digits.
-            latency_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
-            from_due_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
+            latency_us: microseconds(),
+            from_due_us: microseconds(),
             ok: 0,
             non_2xx: 0,
             errors_connect: 0,
@@ -209,7 +216,7 @@ async fn connection(plan: Plan) -> Tally {
         let since = if server_late { due } else { sent };
         match outcome {
             Ok(status) => {
-                let us = |from: Instant| (done - from).as_micros().clamp(1, 60_000_000) as u64;
+                let us = |from: Instant| (done - from).as_micros().clamp(1, u128::from(MAX_US)) as u64;
                 tally.latency_us.saturating_record(us(since));
                 tally.from_due_us.saturating_record(us(due));
                 if (200..300).contains(&status) {
@@ -265,10 +272,6 @@ async fn exchange(
     })
     .await
     .map_err(|_| Failure::Timeout)?
-    .map_err(|failure| match failure {
-        Failure::Closed => Failure::Read,
-        other => other,
-    })
 }
 
 async fn send_and_read(
@@ -425,47 +428,49 @@ mod tests {
         assert!(format!("{err:#}").contains("/nonexistent/pool"), "{err:#}");
     }
 
-    /// A server answering 202 (keep-alive) and, every tenth request, 429 with a body.
-    async fn server() -> String {
+    /// A loopback server running `answer` on each connection it accepts; its address.
+    async fn serve<F, Fut>(answer: F) -> String
+    where
+        F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         tokio::spawn(async move {
-            let mut n = 0u64;
             loop {
-                let (mut s, _) = listener.accept().await.unwrap();
-                let mut seen = 0u64;
-                n += 1_000_000;
-                let base = n;
-                tokio::spawn(async move {
-                    let mut buf = [0u8; 4096];
-                    loop {
-                        let Ok(read) = s.read(&mut buf).await else { return };
-                        if read == 0 {
-                            return;
-                        }
-                        seen += 1;
-                        let answer: &[u8] = if (base + seen).is_multiple_of(10) {
-                            b"HTTP/1.1 429 Too Many Requests\r\ncontent-length: 5\r\n\r\nslow!"
-                        } else {
-                            b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n"
-                        };
-                        if s.write_all(answer).await.is_err() {
-                            return;
-                        }
-                    }
-                });
+                let (s, _) = listener.accept().await.unwrap();
+                tokio::spawn(answer(s));
             }
         });
         addr
     }
 
+    fn args(addr: String, rate: u32, connections: u32, timeout: u64) -> Args {
+        Args { addr, requests: PathBuf::new(), rate, connections, duration: 1, threads: 1, timeout }
+    }
+
+    const ACCEPTED: &[u8] = b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n";
+    const POST: &[u8] = b"POST /api/event HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}";
+
     #[tokio::test]
     async fn every_scheduled_request_is_sent_and_its_status_counted() {
-        let addr = server().await;
-        let args =
-            Args { addr, requests: PathBuf::new(), rate: 200, connections: 4, duration: 1, threads: 1, timeout: 5 };
-        let request = b"POST /api/event HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}".to_vec();
-        let (tally, elapsed) = run(&args, vec![request]).await.unwrap();
+        // 202 on a kept-alive connection; every tenth answer a 429 with a body.
+        let addr = serve(|mut s| async move {
+            let (mut buf, mut seen) = ([0u8; 4096], 0u64);
+            while s.read(&mut buf).await.unwrap_or(0) > 0 {
+                seen += 1;
+                let answer: &[u8] = if seen.is_multiple_of(10) {
+                    b"HTTP/1.1 429 Too Many Requests\r\ncontent-length: 5\r\n\r\nslow!"
+                } else {
+                    ACCEPTED
+                };
+                if s.write_all(answer).await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        let (tally, elapsed) = run(&args(addr, 200, 4, 5), vec![POST.to_vec()]).await.unwrap();
         // 4 connections, one request each every 20 ms for 1 s.
         assert_eq!(tally.ok + tally.non_2xx, 200);
         assert_eq!(tally.non_2xx, 20);
@@ -477,43 +482,26 @@ mod tests {
     #[tokio::test]
     async fn a_connection_closed_without_notice_is_reopened_and_the_request_sent_again() {
         // Answers one request per connection, then closes it without `Connection: close`.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        tokio::spawn(async move {
-            loop {
-                let (mut s, _) = listener.accept().await.unwrap();
-                tokio::spawn(async move {
-                    let mut buf = [0u8; 4096];
-                    if s.read(&mut buf).await.unwrap_or(0) > 0 {
-                        let _ = s.write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n").await;
-                    }
-                });
+        let addr = serve(|mut s| async move {
+            let mut buf = [0u8; 4096];
+            if s.read(&mut buf).await.unwrap_or(0) > 0 {
+                let _ = s.write_all(ACCEPTED).await;
             }
-        });
-        let args =
-            Args { addr, requests: PathBuf::new(), rate: 40, connections: 2, duration: 1, threads: 1, timeout: 5 };
-        let request = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}".to_vec();
-        let (tally, _) = run(&args, vec![request]).await.unwrap();
+        })
+        .await;
+        let (tally, _) = run(&args(addr, 40, 2, 5), vec![POST.to_vec()]).await.unwrap();
         assert_eq!((tally.ok, tally.errors_read + tally.errors_write), (40, 0));
     }
 
     #[tokio::test]
     async fn a_stalled_server_ends_the_run_with_timeouts_and_unsent_requests() {
         // Accepts and reads, never answers.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        tokio::spawn(async move {
-            loop {
-                let (mut s, _) = listener.accept().await.unwrap();
-                tokio::spawn(async move {
-                    let mut buf = [0u8; 4096];
-                    while s.read(&mut buf).await.unwrap_or(0) > 0 {}
-                });
-            }
-        });
-        let args =
-            Args { addr, requests: PathBuf::new(), rate: 100, connections: 2, duration: 1, threads: 1, timeout: 1 };
-        let (tally, elapsed) = run(&args, vec![b"GET / HTTP/1.1\r\n\r\n".to_vec()]).await.unwrap();
+        let addr = serve(|mut s| async move {
+            let mut buf = [0u8; 4096];
+            while s.read(&mut buf).await.unwrap_or(0) > 0 {}
+        })
+        .await;
+        let (tally, elapsed) = run(&args(addr, 100, 2, 1), vec![POST.to_vec()]).await.unwrap();
         assert_eq!(tally.ok + tally.non_2xx, 0);
         assert!(tally.errors_timeout >= 2, "each connection waited out one answer: {}", tally.errors_timeout);
         assert_eq!(tally.errors_timeout + tally.unsent, 100, "every scheduled request is accounted for");
@@ -525,9 +513,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         drop(listener);
-        let args =
-            Args { addr, requests: PathBuf::new(), rate: 20, connections: 2, duration: 1, threads: 1, timeout: 1 };
-        let (tally, _) = run(&args, vec![b"GET / HTTP/1.1\r\n\r\n".to_vec()]).await.unwrap();
+        let (tally, _) = run(&args(addr, 20, 2, 1), vec![POST.to_vec()]).await.unwrap();
         assert_eq!(tally.ok + tally.non_2xx, 0);
         assert_eq!(tally.errors_connect, 20);
     }
