@@ -129,6 +129,24 @@ fn sigkill_in_fsync_mode_loses_nothing() {
     eprintln!("[{test}] done in {}", secs(started.elapsed()));
 }
 
+/// One batch many times the slice an insert compresses and sends at a time (256 KiB,
+/// `sink::insert`) arrives whole: rows that straddle two slices are neither lost nor garbled.
+#[test]
+fn a_batch_of_many_send_slices_arrives_whole() {
+    let test = "bigbatch";
+    const BEACONS: u64 = 4_000;
+    let install = Install::new(test);
+    // Each table's rows go in one batch, inserted when it is full rather than on a timer:
+    // about 0.5 MiB of audience rows and 0.9 MiB of troubleshooting rows.
+    let c = install.collector(&format!("[sink]\nmax_batch_rows = {BEACONS}\nflush_interval_ms = 600000\n{SITE}"));
+    wait_ready(&c);
+    let tally = Load::send_all(c.addr, 0..BEACONS, 4);
+    assert_eq!(tally.accepted().len() as u64, BEACONS);
+    assert_all_arrive(test, &install, &c, &tally.accepted(), Duration::from_secs(60));
+    let inserts = |outcome| c.metric_sum("webstats_collector_sink_inserts_total", &[("outcome", outcome)]);
+    assert_eq!((inserts("ok"), inserts("transient_error")), (2.0, 0.0), "one insert per table");
+}
+
 /// ClickHouse down and small caps: the spool fills, answers turn 503 (spool_full or
 /// queue_full, with Retry-After), memory and the spool stay bounded, and once ClickHouse is
 /// back every accepted beacon arrives.

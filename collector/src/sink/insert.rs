@@ -36,6 +36,10 @@ pub(super) struct Inserter {
     metrics: Arc<Metrics>,
 }
 
+/// Bytes of a batch compressed and sent at a time: a fraction of a millisecond of LZ4, and
+/// the client's own buffer size.
+const SEND_SLICE_BYTES: usize = 256 * 1024;
+
 /// ClickHouse's UNKNOWN_SETTING.
 const UNKNOWN_SETTING: u32 = 115;
 
@@ -114,7 +118,13 @@ impl Inserter {
         if let Some(token) = token {
             insert = insert.with_setting("insert_deduplication_token", token);
         }
-        insert.send(bytes).await?;
+        // A slice at a time, yielding between: compressing a whole batch (up to
+        // `max_batch_bytes`) in one go would hold this worker for milliseconds while the
+        // requests queued behind it wait (benches/README.md, issue 14).
+        for start in (0..bytes.len()).step_by(SEND_SLICE_BYTES) {
+            insert.send(bytes.slice(start..bytes.len().min(start + SEND_SLICE_BYTES))).await?;
+            tokio::task::yield_now().await;
+        }
         insert.end().await
     }
 }
