@@ -280,6 +280,8 @@ fn do_not_track_and_global_privacy_control_are_honoured_per_site() {
 
     let (audience, trouble) = (install.audience(), install.troubleshooting());
     assert_eq!(wait_for_count(&format!("SELECT count() FROM {audience}"), 4), 4);
+    // Each table's rows are a batch and an insert of their own: wait for these too.
+    assert_eq!(wait_for_count(&format!("SELECT count() FROM {trouble}"), 2), 2);
     // "anonymous" (the default): counted with no visitor id, no cookie id, no troubleshooting row.
     let anonymous = format!("SELECT count() FROM {audience} WHERE site = 'open' AND visitor_id = 0 AND cookie_id = 0");
     assert_eq!(sql_u64(&anonymous), 2);
