@@ -5,7 +5,7 @@
 
 use beacon::Signal;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 use store::EventType;
 
@@ -46,6 +46,10 @@ pub struct Metrics {
     /// Rows by table and outcome (written / replayed / blocked / erased: left out of a replay
     /// because a pseudonym of theirs is blocked, or was erased after they were received).
     pub spool_rows: IntCounterVec,
+    /// `fsync` mode: time to write and fsync one group commit.
+    pub spool_commit_duration: Histogram,
+    /// `fsync` mode: beacons in one group commit.
+    pub spool_commit_beacons: Histogram,
     /// Runs of spool bytes that failed their checks (torn or corrupt records) and were skipped.
     pub spool_corrupt_records: IntCounter,
     /// Bytes skipped in those runs.
@@ -84,6 +88,12 @@ impl Metrics {
         };
         let histogram_vec = |name: &str, help: &str, labels: &[&str], buckets: Vec<f64>| {
             let h = HistogramVec::new(HistogramOpts::new(name, help).namespace(ns).buckets(buckets), labels)
+                .expect("valid metric");
+            registry.register(Box::new(h.clone())).expect("unique metric");
+            h
+        };
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).namespace(ns).buckets(buckets))
                 .expect("valid metric");
             registry.register(Box::new(h.clone())).expect("unique metric");
             h
@@ -134,6 +144,16 @@ impl Metrics {
             spool_bytes: gauge("spool_bytes", "Bytes of spool segments on disk."),
             spool_segments: gauge("spool_segments", "Spool segments on disk."),
             spool_rows: counter_vec("spool_rows_total", "Spooled rows by table and outcome.", &["table", "outcome"]),
+            spool_commit_duration: histogram(
+                "spool_commit_duration_seconds",
+                "fsync mode: time to write and fsync one group commit.",
+                vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0],
+            ),
+            spool_commit_beacons: histogram(
+                "spool_commit_beacons",
+                "fsync mode: beacons in one group commit.",
+                vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0, 4096.0],
+            ),
             spool_corrupt_records: counter(
                 "spool_corrupt_records_total",
                 "Runs of spool bytes that failed their checks and were skipped.",

@@ -129,6 +129,25 @@ fn sigkill_in_fsync_mode_loses_nothing() {
     eprintln!("[{test}] done in {}", secs(started.elapsed()));
 }
 
+/// `fsync` mode measures its group commits: every beacon answered 202 was in exactly one,
+/// and with 4 connections no group holds more than 4.
+#[test]
+fn fsync_mode_reports_its_group_commits() {
+    let test = "commits";
+    let install = Install::new(test);
+    let c = install.collector(&format!("[sink]\ndurability = \"fsync\"\n{SITE}"));
+    wait_ready(&c);
+    let tally = Load::send_all(c.addr, 0..200, 4);
+    assert_eq!(tally.accepted().len(), 200);
+    let metric = |name: &str| c.metric_sum(&format!("webstats_collector_spool_commit_{name}"), &[]);
+    let commits = metric("beacons_count");
+    assert_eq!(metric("beacons_sum"), 200.0, "each accepted beacon in one commit");
+    assert!((50.0..=200.0).contains(&commits), "{commits} commits of 200 beacons over 4 connections");
+    assert_eq!(metric("duration_seconds_count"), commits);
+    assert!(metric("duration_seconds_sum") > 0.0);
+    assert_all_arrive(test, &install, &c, &tally.accepted(), Duration::from_secs(30));
+}
+
 /// One batch many times the slice an insert compresses and sends at a time (256 KiB,
 /// `sink::insert`) arrives whole: rows that straddle two slices are neither lost nor garbled.
 #[test]

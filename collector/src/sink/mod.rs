@@ -350,10 +350,13 @@ impl Committer {
                 }
             }
         }
+        let started = Instant::now();
         let result = self.wal.commit().map_err(|error| {
             tracing::error!(%error, "cannot write the spool; refusing beacons");
             SubmitError::from(&error)
         });
+        self.metrics.spool_commit_duration.observe(started.elapsed().as_secs_f64());
+        self.metrics.spool_commit_beacons.observe(staged.len() as f64);
         for done in staged {
             let _ = done.send(result);
         }
