@@ -105,7 +105,7 @@ impl Delivery {
                 let segment = segment.clone();
                 tokio::task::spawn_blocking(move || spool.read(&segment)).await.expect("spool reads do not panic")
             };
-            let replay = match read {
+            let mut replay = match read {
                 Ok(replay) => replay,
                 Err(error) => {
                     tracing::error!(%error, "cannot read a spool segment; moving it to the dead letters");
@@ -139,13 +139,15 @@ impl Delivery {
                         continue;
                     }
                 };
-                // The segment stays as read, for the next attempt's filter.
-                let mut batch = filtered.kept.take().unwrap_or_else(|| replay.batch.clone());
+                // The segment's rows stay as read, for the next attempt's filter: an insert
+                // hands a batch's bytes back whatever its outcome, so nothing is copied.
+                let mut kept = filtered.kept.take();
+                let batch = kept.as_mut().unwrap_or(&mut replay.batch);
                 if batch.is_empty() {
                     self.replayed(&segment, filtered, 0).await;
                     break;
                 }
-                match self.inserter.insert(&mut batch).await {
+                match self.inserter.insert(batch).await {
                     Ok(()) => {
                         let rows = batch.rows;
                         self.replayed(&segment, filtered, rows).await;

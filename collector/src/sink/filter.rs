@@ -71,17 +71,22 @@ impl ReplayFilter {
             return filtered;
         }
         let Some(rows) = batch.split() else { return filtered };
-        let mut kept = Batch::new(batch.table);
-        for row in rows {
-            match self.verdict(batch.table, row) {
-                Verdict::Keep => kept.push(row),
+        // Copied only from the first row left out: usually none is, and a batch is megabytes.
+        let mut kept: Option<Batch> = None;
+        for (index, row) in rows.enumerate() {
+            let verdict = self.verdict(batch.table, row);
+            if verdict != Verdict::Keep && kept.is_none() {
+                let mut copy = Batch::new(batch.table);
+                batch.split().into_iter().flatten().take(index).for_each(|row| copy.push(row));
+                kept = Some(copy);
+            }
+            match verdict {
+                Verdict::Keep => kept.iter_mut().for_each(|kept| kept.push(row)),
                 Verdict::Blocked => filtered.blocked += 1,
                 Verdict::Erased => filtered.erased += 1,
             }
         }
-        if filtered.blocked + filtered.erased > 0 {
-            filtered.kept = Some(kept);
-        }
+        filtered.kept = kept;
         filtered
     }
 
