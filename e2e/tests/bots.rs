@@ -85,7 +85,10 @@ fn every_signal_keeps_bots_out_and_says_why() {
     }
     let trouble = install.troubleshooting();
     install.wait_for_count(&format!("SELECT count() FROM {trouble}"), cases.len() as u64);
+    // Each table's rows are an insert of their own: wait for the audience rows too.
     let audience = install.audience();
+    let people = cases.iter().filter(|case| !case.bot).count() as u64;
+    install.wait_for_count(&format!("SELECT count() FROM {audience}"), people);
     for Case { path, bot, reason, .. } in cases {
         let rows = install.sql_rows(&format!("SELECT is_bot, bot_reason FROM {trouble} WHERE path = '{path}'"));
         assert_eq!(rows, [serde_json::json!({"is_bot": u8::from(bot), "bot_reason": reason})], "{path}");

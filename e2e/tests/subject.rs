@@ -139,7 +139,9 @@ fn a_person_named_by_ip_and_user_agent_is_found_within_the_salts_life() {
             c.beacon(r#"{"site":"lk","url":"https://lk.example.ru/"}"#, &[("user-agent", UA), ("x-forwarded-for", ip)]);
         assert_eq!(reply.status, 202);
     }
+    // Each table's rows are an insert of their own: wait for both.
     assert_eq!(wait_for_count(&format!("SELECT count() FROM {}", install.audience()), 3), 3);
+    assert_eq!(wait_for_count(&format!("SELECT count() FROM {}", install.troubleshooting()), 3), 3);
     let export: serde_json::Value =
         serde_json::from_str(&subject(&install, &["export", "--site", "lk", "--ip", "203.0.113.7", "--ua", UA]))
             .unwrap();
