@@ -516,6 +516,8 @@ fn a_local_opt_out_sends_nothing_until_opted_in() {
     w.wait_rows("SELECT path FROM {audience} WHERE site = 'optout' AND path = '/optout/shown'", 1);
     w.leave();
     w.wait_accepted("timing", 1.0);
+    // Each table's rows are an insert of their own: the troubleshooting rows are waited for too.
+    w.wait_rows("SELECT path FROM {trouble} WHERE site = 'optout'", 3);
     w.settle();
 
     let audience = w.rows("SELECT type, path, ref_path FROM {audience} WHERE site = 'optout' ORDER BY path");

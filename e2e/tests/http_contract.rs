@@ -3,6 +3,7 @@
 //! readiness; graceful shutdown.
 
 use std::io::Write;
+use std::time::Duration;
 
 use e2e::{Collector, Install, sql_u64, wait_for_count};
 
@@ -249,6 +250,8 @@ fn sigterm_flushes_buffered_rows_and_exits_zero() {
             c.beacon(&format!(r#"{{"site":"shop","url":"https://shop.example.ru/p/{i}"}}"#), &[("user-agent", UA)]);
         assert_eq!(reply.status, 202);
     }
+    // Past the default flush interval (1 s): only the configured one keeps the rows back now.
+    std::thread::sleep(Duration::from_millis(1500));
     let audience = install.audience();
     assert_eq!(sql_u64(&format!("SELECT count() FROM {audience}")), 0, "nothing is flushed before shutdown");
     let log = c.log.clone();

@@ -223,6 +223,17 @@ fn an_erase_reaches_rows_waiting_in_the_spool() {
 
     // Nothing of Alice's is stored yet; the erasure is recorded all the same.
     assert!(subject(&install, &["erase", "--site", "lk", "--cookie", ALICE]).contains("erased 0 row(s)"));
+    // A replay attempt that read the erasures just before the request and inserts once the
+    // tables are back is not filtered (docs/privacy-model.md section 6, Limits): each table's
+    // replay fails twice more first, so that the attempt under way has read them afterwards.
+    let failed = |c: &Collector, table| {
+        c.metric_sum("webstats_collector_sink_inserts_total", &[("table", table), ("outcome", "transient_error")])
+    };
+    let before = [failed(&c, "audience"), failed(&c, "troubleshooting")];
+    c.wait_until(
+        |c| failed(c, "audience") >= before[0] + 2.0 && failed(c, "troubleshooting") >= before[1] + 2.0,
+        "two more failed replays of each table after the erase",
+    );
     for table in ["audience", "troubleshooting"] {
         install.restore_ingest(table);
     }
