@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Whole-service load benchmark: wrk POSTs realistic beacons to the release collector (with a
 # private ClickHouse behind it) and, in the same invocation and with the same wrk settings,
-# to an nginx that answers `return 204;` (the baseline: what HTTP on this machine costs).
+# to an nginx that answers `return 204;` (the baseline: what HTTP on this machine costs), and
+# to benches/floor, the collector's own hyper set-up answering 202 and doing nothing else (what
+# HTTP costs with the collector's stack, before its work).
 # Then both again at a constant rate (half the collector's closed-loop throughput unless --rate
 # says), from benches/rate, which measures latency from when each request was due (wrk2-style).
 # Prints a markdown table (req/s, latency p50/p99/p99.9, non-2xx; for the collector also
@@ -28,7 +30,7 @@ set -euo pipefail
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$BENCH_DIR/../scripts/lib.sh"
 
-usage() { sed -n '2,26s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,28s/^# \{0,1\}//p' "$0"; }
 
 duration=15 connections=64 threads=2 warmup=3 perf="" durability=buffered workers="$(nproc)" rate=""
 while [ $# -gt 0 ]; do
@@ -57,7 +59,7 @@ STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 REPORT="$WORK/bench/load-$STAMP.md"
 RAW="$WORK/bench/load-$STAMP"      # wrk output, collector log, perf report: kept
 TMP=""                              # configs, nginx prefix and pid: removed on exit
-COLLECTOR_PID="" NGINX_PID="" WRK_PID="" RATE_PID="" PERF_PID="" CH_STARTED=""
+COLLECTOR_PID="" NGINX_PID="" FLOOR_PID="" WRK_PID="" RATE_PID="" PERF_PID="" CH_STARTED=""
 CH_NAME=bench
 
 # ---------------------------------------------------------------------------------------
@@ -91,6 +93,7 @@ cleanup() {
         stop_pid "$NGINX_PID" TERM 10
         for pid in $workers; do stop_pid "$pid" KILL 2; done
     fi
+    stop_pid "$FLOOR_PID" TERM 5
     # SIGTERM makes the collector flush its buffers; shutdown_timeout_ms bounds that.
     stop_pid "$COLLECTOR_PID" TERM 15
     [ -n "$CH_STARTED" ] && "$ROOT/scripts/clickhouse.sh" stop --name "$CH_NAME" >/dev/null 2>&1
@@ -129,6 +132,10 @@ collector_ready() {
 nginx_ready() {
     kill -0 "$NGINX_PID" 2>/dev/null || die "nginx exited: $(cat "$TMP/nginx/nginx-error.log" 2>/dev/null)"
     [ "$(http_status POST "http://127.0.0.1:$NGINX_PORT/api/event")" = 204 ]
+}
+floor_ready() {
+    kill -0 "$FLOOR_PID" 2>/dev/null || die "the floor exited; see $RAW/floor.log"
+    [ "$(http_status POST "http://127.0.0.1:$FLOOR_PORT/api/event")" = 202 ]
 }
 
 ch_query() {  # ch_query SQL: print the result
@@ -217,6 +224,7 @@ log "cargo build --release --bins --locked"
 timeout --foreground 1800 "$ROOT/scripts/geoip.sh"
 COLLECTOR_BIN="$ROOT/target/release/collector"
 RATE_BIN="$ROOT/target/release/rate"
+FLOOR_BIN="$ROOT/target/release/floor"
 AGGREGATOR_BIN="$ROOT/target/release/aggregator"
 
 # ---------------------------------------------------------------------------------------
@@ -302,6 +310,13 @@ nginx -p "$TMP/nginx/" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/nginx-error.log
 NGINX_PID=$!
 wait_until 15 "nginx answering 204" nginx_ready
 
+# The floor: the collector's HTTP stack alone, as many worker threads.
+FLOOR_PORT="$(free_port)"
+log "starting the floor on 127.0.0.1:$FLOOR_PORT ($WORKERS worker threads)"
+"$FLOOR_BIN" --listen "127.0.0.1:$FLOOR_PORT" --workers "$WORKERS" >"$RAW/floor.log" 2>&1 &
+FLOOR_PID=$!
+wait_until 15 "the floor answering 202" floor_ready
+
 # ---------------------------------------------------------------------------------------
 # 4-6. Load.
 # wrk, the targets and ClickHouse share the CPUs: anything else running skews the figures.
@@ -321,6 +336,14 @@ ng_cpu0="$(nginx_ticks)"
 run_wrk "nginx" "http://127.0.0.1:$NGINX_PORT/api/event" "$duration" "$RAW/nginx.txt"
 ng_cpu1="$(nginx_ticks)"
 NGINX_MACHINE_BUSY="$(busy_pct "$b0" "$t0")"
+run_wrk "floor warm-up" "http://127.0.0.1:$FLOOR_PORT/api/event" "$warmup" "$RAW/floor-warmup.txt"
+read -r b0 t0 < <(machine_ticks)
+fl_cpu0="$(cpu_ticks "$FLOOR_PID")"
+run_wrk "floor" "http://127.0.0.1:$FLOOR_PORT/api/event" "$duration" "$RAW/floor.txt"
+fl_cpu1="$(cpu_ticks "$FLOOR_PID")"
+FLOOR_MACHINE_BUSY="$(busy_pct "$b0" "$t0")"
+stop_pid "$FLOOR_PID" TERM 5
+FLOOR_PID=""
 
 # The warm-up also writes wrk's request pool for the constant-rate runs.
 WEBSTATS_BEACON_POOL="$TMP/pool" run_wrk "collector warm-up" "http://127.0.0.1:$COLLECTOR_PORT/api/event" "$warmup" "$RAW/collector-warmup.txt"
@@ -399,23 +422,27 @@ M_BOTS="$(metric webstats_collector_bot_hits_total)"
 
 # ---------------------------------------------------------------------------------------
 # 7. Figures and the report.
-N="$RAW/nginx.txt" C="$RAW/collector.txt"
+N="$RAW/nginx.txt" C="$RAW/collector.txt" F="$RAW/floor.txt"
 N_RPS="$(awk '/^Requests\/sec:/ { print $2 }' "$N")"
+F_RPS="$(awk '/^Requests\/sec:/ { print $2 }' "$F")"
 C_RPS="$(awk '/^Requests\/sec:/ { print $2 }' "$C")"
 C_OK="$(ok_count "$C")"
 CLK_TCK="$(getconf CLK_TCK)"
 seconds() { awk -v t="$1" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }'; }      # ticks -> s
 per_event() { awk -v s="$1" -v n="$2" 'BEGIN { printf "%.1f", n ? s * 1e6 / n : 0 }'; }  # s, n -> µs
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }         # A / B
 CPU_S="$(seconds $((cpu1 - cpu0)))"
 CPU_US_EVENT="$(per_event "$CPU_S" "$C_OK")"
 CH_CPU_S="$(seconds $((ch_cpu1 - ch_cpu0)))"
 CH_CPU_US_EVENT="$(per_event "$CH_CPU_S" "$C_OK")"
 NG_CPU_S="$(seconds $((ng_cpu1 - ng_cpu0)))"
 NG_CPU_US_REQ="$(per_event "$NG_CPU_S" "$(ok_count "$N")")"
+FL_CPU_S="$(seconds $((fl_cpu1 - fl_cpu0)))"
+FL_CPU_US_REQ="$(per_event "$FL_CPU_S" "$(ok_count "$F")")"
 CR="$RAW/collector-rate.txt" NR_="$RAW/nginx-rate.txt"
 RATE_CPU_US_EVENT="$(per_event "$(seconds $((rate_cpu1 - rate_cpu0)))" "$(value "$CR" ok)")"
-RATIO="$(awk -v c="$C_RPS" -v n="$N_RPS" 'BEGIN { printf "%.2f", c / n }')"
-CPU_RATIO="$(awk -v c="$CPU_US_EVENT" -v n="$NG_CPU_US_REQ" 'BEGIN { printf "%.2f", (n > 0 ? c / n : 0) }')"
+RATIO="$(ratio "$C_RPS" "$N_RPS")"
+CPU_RATIO="$(ratio "$CPU_US_EVENT" "$NG_CPU_US_REQ")"
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 fmt_rps() { awk -v r="$1" 'BEGIN { printf "%.0f", r }'; }
 socket_errors() {
@@ -454,17 +481,18 @@ check "$([ "$M_REJECTED" -eq 0 ] && echo 1)" "beacons_rejected_total is 0 ($M_RE
     echo "| target | req/s | p50 ms | p99 ms | p99.9 ms | non-2xx | peak RSS MiB | CPU µs/event | rows in ClickHouse / accepted |"
     echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     echo "| nginx \`return 204\` (baseline) | $(fmt_rps "$N_RPS") | $(ms "$(value "$N" p50_us)") | $(ms "$(value "$N" p99_us)") | $(ms "$(value "$N" p999_us)") | $(non_2xx "$N") | – | – | – |"
+    echo "| floor: the collector's hyper set-up, \`202\` | $(fmt_rps "$F_RPS") | $(ms "$(value "$F" p50_us)") | $(ms "$(value "$F" p99_us)") | $(ms "$(value "$F" p999_us)") | $(non_2xx "$F") | – | $FL_CPU_US_REQ | – |"
     echo "| collector ($durability) → ClickHouse | $(fmt_rps "$C_RPS") | $(ms "$(value "$C" p50_us)") | $(ms "$(value "$C" p99_us)") | $(ms "$(value "$C" p999_us)") | $(non_2xx "$C") | $(mib "$PEAK_RSS_KIB") | $CPU_US_EVENT | $ROWS_T / $M_ACCEPTED |"
     echo "| nginx, constant $RATE req/s | $(fmt_rps "$(value "$NR_" rate_achieved)") | $(ms "$(value "$NR_" p50_us)") | $(ms "$(value "$NR_" p99_us)") | $(ms "$(value "$NR_" p999_us)") | $(non_2xx "$NR_") | – | – | – |"
     echo "| collector, constant $RATE req/s | $(fmt_rps "$(value "$CR" rate_achieved)") | $(ms "$(value "$CR" p50_us)") | $(ms "$(value "$CR" p99_us)") | $(ms "$(value "$CR" p999_us)") | $(non_2xx "$CR") | (above) | $RATE_CPU_US_EVENT | (above) |"
     echo
-    echo "collector/nginx throughput: **$RATIO**; CPU per event: **${CPU_RATIO}x** nginx's per request; peak RSS: **$(mib "$PEAK_RSS_KIB") MiB**; p99 at a constant $RATE req/s: **$(ms "$(value "$CR" p99_us)") ms** (nginx $(ms "$(value "$NR_" p99_us)") ms)"
+    echo "collector/nginx throughput: **$RATIO** (floor/nginx $(ratio "$F_RPS" "$N_RPS")); CPU per event: **${CPU_RATIO}x** nginx's per request (floor $(ratio "$FL_CPU_US_REQ" "$NG_CPU_US_REQ")x); peak RSS: **$(mib "$PEAK_RSS_KIB") MiB**; p99 at a constant $RATE req/s: **$(ms "$(value "$CR" p99_us)") ms** (nginx $(ms "$(value "$NR_" p99_us)") ms)"
     echo
     echo "Details:"
     echo "- latency p75 / p90 / max, ms: nginx $(ms "$(value "$N" p75_us)") / $(ms "$(value "$N" p90_us)") / $(ms "$(value "$N" max_us)"); collector $(ms "$(value "$C" p75_us)") / $(ms "$(value "$C" p90_us)") / $(ms "$(value "$C" max_us)")"
-    echo "- requests in the measured run: nginx $(value "$N" requests), collector $(value "$C" requests); socket errors: nginx $(socket_errors "$N"), collector $(socket_errors "$C")"
-    echo "- CPU during the measured runs: collector ${CPU_S} s (${CPU_US_EVENT} µs/event), ClickHouse ${CH_CPU_S} s (${CH_CPU_US_EVENT} µs/event); nginx ${NG_CPU_S} s (${NG_CPU_US_REQ} µs/request)"
-    echo "- machine CPU busy during the measured run (all processes, wrk included): nginx run ${NGINX_MACHINE_BUSY}%, collector run ${COLLECTOR_MACHINE_BUSY}%"
+    echo "- requests in the measured run: nginx $(value "$N" requests), floor $(value "$F" requests), collector $(value "$C" requests); socket errors: nginx $(socket_errors "$N"), collector $(socket_errors "$C")"
+    echo "- CPU during the measured runs: collector ${CPU_S} s (${CPU_US_EVENT} µs/event), ClickHouse ${CH_CPU_S} s (${CH_CPU_US_EVENT} µs/event); nginx ${NG_CPU_S} s (${NG_CPU_US_REQ} µs/request); floor ${FL_CPU_S} s (${FL_CPU_US_REQ} µs/request)"
+    echo "- machine CPU busy during the measured run (all processes, wrk included): nginx run ${NGINX_MACHINE_BUSY}%, floor run ${FLOOR_MACHINE_BUSY}%, collector run ${COLLECTOR_MACHINE_BUSY}%"
     echo "- collector RSS: at rest before the load $(mib "$REST_RSS_KIB") MiB, peak $(mib "$PEAK_RSS_KIB") MiB, after the run $(mib "$RSS_AFTER_KIB") MiB"
     echo "- rows: troubleshooting $ROWS_T, audience $ROWS_A (crawlers are kept out of it); /metrics: accepted $M_ACCEPTED, rejected $M_REJECTED, bot hits $M_BOTS"
     echo "- wrk (warm-up + measured) and rate counted $ACCEPTED_WRK 2xx; the collector accepted $((M_ACCEPTED - ACCEPTED_WRK)) more: requests in flight when wrk stopped, which wrk does not count"

@@ -24,5 +24,6 @@ mod sink;
 pub use crate::{
     app::run,
     config::{Config, MAX_BODY_BYTES, SiteConfig},
+    http::http1_builder,
     sink::EncodedBeacon,
 };

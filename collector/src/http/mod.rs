@@ -134,6 +134,17 @@ fn record(metrics: &Metrics, endpoint: Endpoint, response: &Response<Body>, star
 const MAX_HEAD_BYTES: usize = 32 * 1024;
 const MAX_HEADERS: usize = 64;
 
+/// The HTTP/1 connection settings; `benches/floor` serves with the very same.
+pub fn http1_builder(header_read_timeout: Duration) -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS);
+    builder
+}
+
 /// Serves until `shutdown` resolves, then stops accepting, lets requests in flight finish
 /// (up to `grace`), and returns.
 pub async fn serve(
@@ -148,12 +159,7 @@ pub async fn serve(
         timeout: config.request_timeout_ms.duration(),
     });
     let graceful = GracefulShutdown::new();
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout_ms.duration())
-        .max_buf_size(MAX_HEAD_BYTES)
-        .max_headers(MAX_HEADERS);
+    let builder = http1_builder(config.header_read_timeout_ms.duration());
     let connections = Arc::new(Semaphore::new(config.max_connections.get()));
     let drain = Duration::from_millis(config.shutdown_drain_ms);
     let shutdown = async {
