@@ -143,19 +143,20 @@ ch_query() {  # ch_query SQL: print the result
         "http://127.0.0.1:$CH_HTTP_PORT/" --data-binary "$1"
 }
 
-# cpu_ticks PID: utime+stime in clock ticks (fields 14 and 15 of /proc/PID/stat; the command
+# cpu_ticks PID [sys]: utime+stime (with sys: stime only, the kernel's share) in clock ticks
+# (fields 14 and 15 of /proc/PID/stat; the command
 # name in field 2 is cut off first since it may contain spaces).
-cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk -v sys="${2:-}" '{ print (sys ? 0 : $12) + $13 }'; }
 # machine_ticks: "busy total" jiffies of all CPUs (busy = all but idle and iowait).
 # Fields 2-9: user nice system idle iowait irq softirq steal (guest time is inside user).
 machine_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= 9; i++) t += $i; print t - $5 - $6, t }' /proc/stat; }
 # busy_pct BUSY TOTAL: percent of all CPUs busy since machine_ticks printed BUSY TOTAL.
 busy_pct() { local b t; read -r b t < <(machine_ticks); echo $(( 100 * (b - $1) / (t - $2) )); }
-# nginx_ticks: cpu_ticks of the nginx master and its workers together.
+# nginx_ticks [sys]: cpu_ticks of the nginx master and its workers together.
 nginx_ticks() {
     local pid total=0
     for pid in "$NGINX_PID" $(cat "/proc/$NGINX_PID/task/$NGINX_PID/children"); do
-        total=$((total + $(cpu_ticks "$pid")))
+        total=$((total + $(cpu_ticks "$pid" "${1:-}")))
     done
     echo "$total"
 }
@@ -332,15 +333,15 @@ IDLE_BUSY="$(busy_pct "$b0" "$t0")"
 # steal CPU from a baseline run after it.
 run_wrk "nginx warm-up" "http://127.0.0.1:$NGINX_PORT/api/event" "$warmup" "$RAW/nginx-warmup.txt"
 read -r b0 t0 < <(machine_ticks)
-ng_cpu0="$(nginx_ticks)"
+ng_cpu0="$(nginx_ticks)" ng_sys0="$(nginx_ticks sys)"
 run_wrk "nginx" "http://127.0.0.1:$NGINX_PORT/api/event" "$duration" "$RAW/nginx.txt"
-ng_cpu1="$(nginx_ticks)"
+ng_cpu1="$(nginx_ticks)" ng_sys1="$(nginx_ticks sys)"
 NGINX_MACHINE_BUSY="$(busy_pct "$b0" "$t0")"
 run_wrk "floor warm-up" "http://127.0.0.1:$FLOOR_PORT/api/event" "$warmup" "$RAW/floor-warmup.txt"
 read -r b0 t0 < <(machine_ticks)
-fl_cpu0="$(cpu_ticks "$FLOOR_PID")"
+fl_cpu0="$(cpu_ticks "$FLOOR_PID")" fl_sys0="$(cpu_ticks "$FLOOR_PID" sys)"
 run_wrk "floor" "http://127.0.0.1:$FLOOR_PORT/api/event" "$duration" "$RAW/floor.txt"
-fl_cpu1="$(cpu_ticks "$FLOOR_PID")"
+fl_cpu1="$(cpu_ticks "$FLOOR_PID")" fl_sys1="$(cpu_ticks "$FLOOR_PID" sys)"
 FLOOR_MACHINE_BUSY="$(busy_pct "$b0" "$t0")"
 stop_pid "$FLOOR_PID" TERM 5
 FLOOR_PID=""
@@ -348,7 +349,7 @@ FLOOR_PID=""
 # The warm-up also writes wrk's request pool for the constant-rate runs.
 WEBSTATS_BEACON_POOL="$TMP/pool" run_wrk "collector warm-up" "http://127.0.0.1:$COLLECTOR_PORT/api/event" "$warmup" "$RAW/collector-warmup.txt"
 [ -s "$TMP/pool" ] || die "beacon.lua wrote no request pool"
-cpu0="$(cpu_ticks "$COLLECTOR_PID")"
+cpu0="$(cpu_ticks "$COLLECTOR_PID")" sys0="$(cpu_ticks "$COLLECTOR_PID" sys)"
 ch_cpu0="$(cpu_ticks "$CH_PID")"
 read -r b0 t0 < <(machine_ticks)
 if [ -n "$perf" ]; then
@@ -358,7 +359,7 @@ if [ -n "$perf" ]; then
     PERF_PID=$!
 fi
 run_wrk "collector" "http://127.0.0.1:$COLLECTOR_PORT/api/event" "$duration" "$RAW/collector.txt"
-cpu1="$(cpu_ticks "$COLLECTOR_PID")"
+cpu1="$(cpu_ticks "$COLLECTOR_PID")" sys1="$(cpu_ticks "$COLLECTOR_PID" sys)"
 ch_cpu1="$(cpu_ticks "$CH_PID")"
 COLLECTOR_MACHINE_BUSY="$(busy_pct "$b0" "$t0")"
 PEAK_RSS_KIB="$(status_kib "$COLLECTOR_PID" VmHWM)"
@@ -430,6 +431,7 @@ C_OK="$(ok_count "$C")"
 CLK_TCK="$(getconf CLK_TCK)"
 seconds() { awk -v t="$1" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }'; }      # ticks -> s
 per_event() { awk -v s="$1" -v n="$2" 'BEGIN { printf "%.1f", n ? s * 1e6 / n : 0 }'; }  # s, n -> µs
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", (b > 0 ? 100 * a / b : 0) }'; }           # A / B in %
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }         # A / B
 CPU_S="$(seconds $((cpu1 - cpu0)))"
 CPU_US_EVENT="$(per_event "$CPU_S" "$C_OK")"
@@ -492,6 +494,7 @@ check "$([ "$M_REJECTED" -eq 0 ] && echo 1)" "beacons_rejected_total is 0 ($M_RE
     echo "- latency p75 / p90 / max, ms: nginx $(ms "$(value "$N" p75_us)") / $(ms "$(value "$N" p90_us)") / $(ms "$(value "$N" max_us)"); collector $(ms "$(value "$C" p75_us)") / $(ms "$(value "$C" p90_us)") / $(ms "$(value "$C" max_us)")"
     echo "- requests in the measured run: nginx $(value "$N" requests), floor $(value "$F" requests), collector $(value "$C" requests); socket errors: nginx $(socket_errors "$N"), collector $(socket_errors "$C")"
     echo "- CPU during the measured runs: collector ${CPU_S} s (${CPU_US_EVENT} µs/event), ClickHouse ${CH_CPU_S} s (${CH_CPU_US_EVENT} µs/event); nginx ${NG_CPU_S} s (${NG_CPU_US_REQ} µs/request); floor ${FL_CPU_S} s (${FL_CPU_US_REQ} µs/request)"
+    echo "- of which in the kernel (stime): nginx $(pct $((ng_sys1 - ng_sys0)) $((ng_cpu1 - ng_cpu0)))%, floor $(pct $((fl_sys1 - fl_sys0)) $((fl_cpu1 - fl_cpu0)))%, collector $(pct $((sys1 - sys0)) $((cpu1 - cpu0)))%"
     echo "- machine CPU busy during the measured run (all processes, wrk included): nginx run ${NGINX_MACHINE_BUSY}%, floor run ${FLOOR_MACHINE_BUSY}%, collector run ${COLLECTOR_MACHINE_BUSY}%"
     echo "- collector RSS: at rest before the load $(mib "$REST_RSS_KIB") MiB, peak $(mib "$PEAK_RSS_KIB") MiB, after the run $(mib "$RSS_AFTER_KIB") MiB"
     echo "- rows: troubleshooting $ROWS_T, audience $ROWS_A (crawlers are kept out of it); /metrics: accepted $M_ACCEPTED, rejected $M_REJECTED, bot hits $M_BOTS"
