@@ -12,7 +12,7 @@
 # Loopback only; every wait has a deadline; everything started is stopped on exit or Ctrl-C.
 #
 # usage: benches/load.sh [--duration S] [--connections N] [--threads T] [--warmup S] [--perf]
-#                        [--durability buffered|fsync] [--workers N] [--rate R]
+#                        [--durability buffered|fsync] [--workers N] [--rate R] [--repeat N]
 #   --duration S     measured run per target, seconds (default 15)
 #   --connections N  open connections (default 64)
 #   --threads T      wrk threads (default 2)
@@ -24,18 +24,25 @@
 #                    (default: one per CPU)
 #   --rate R         requests/s of the constant-rate runs (default: half the collector's
 #                    measured closed-loop throughput)
+#   --repeat N       N whole runs in a row (each with its own report), then a summary of
+#                    their key figures with the median of each (default 1)
 # Exit status: 0 when the collector answered 2xx to every request and every accepted beacon
 # reached ClickHouse; 1 otherwise (the table is still printed); 2 for bad arguments.
 set -euo pipefail
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$BENCH_DIR/../scripts/lib.sh"
 
-usage() { sed -n '2,28s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,30s/^# \{0,1\}//p' "$0"; }
 
-duration=15 connections=64 threads=2 warmup=3 perf="" durability=buffered workers="$(nproc)" rate=""
+duration=15 connections=64 threads=2 warmup=3 perf="" durability=buffered workers="$(nproc)" rate="" repeat=1
+# The arguments of each run of --repeat: all but --repeat itself.
+single=() skip=""
+for arg in "$@"; do
+    if [ -n "$skip" ]; then skip=""; elif [ "$arg" = --repeat ]; then skip=1; else single+=("$arg"); fi
+done
 while [ $# -gt 0 ]; do
     case "$1" in
-        --duration|--connections|--threads|--warmup|--durability|--workers|--rate)
+        --duration|--connections|--threads|--warmup|--durability|--workers|--rate|--repeat)
             [ $# -ge 2 ] || { log "$1 needs a value"; usage >&2; exit 2; } ;;&
         --duration) duration="${2:-}"; shift 2 ;;
         --connections) connections="${2:-}"; shift 2 ;;
@@ -45,17 +52,68 @@ while [ $# -gt 0 ]; do
         --durability) durability="${2:-}"; shift 2 ;;
         --workers) workers="${2:-}"; shift 2 ;;
         --rate) rate="${2:-}"; shift 2 ;;
+        --repeat) repeat="${2:-}"; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; exit 2 ;;
     esac
 done
 case "$durability" in buffered|fsync) ;; *) log "--durability: buffered or fsync"; usage >&2; exit 2 ;; esac
-for value in "$duration" "$connections" "$threads" "$warmup" "$workers" ${rate:+"$rate"}; do
+for value in "$duration" "$connections" "$threads" "$warmup" "$workers" "$repeat" ${rate:+"$rate"}; do
     [[ "$value" =~ ^[1-9][0-9]*$ ]] || { log "not a positive integer: '$value'"; usage >&2; exit 2; }
 done
 [ "$threads" -le "$connections" ] || { log "--threads must not exceed --connections"; exit 2; }
 
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
+
+# --repeat: the same run N times (this script, each with its own report and figures file),
+# then one table of their key figures and the median of each. One run's figures on a shared
+# machine move a lot (benches/README.md); the median of several is the one to compare.
+if [ "$repeat" -gt 1 ]; then
+    SUMMARY="$WORK/bench/load-$STAMP-summary.md"
+    KEYS="throughput_ratio cpu_ratio floor_cpu_ratio collector_us floor_us nginx_us clickhouse_us peak_rss_mib rate_p99_ms nginx_rate_p99_ms"
+    status=0 rows=""
+    mkdir -p "$WORK/bench"
+    for i in $(seq 1 "$repeat"); do
+        log "run $i of $repeat: benches/load.sh ${single[*]}"
+        out="$WORK/bench/load-$STAMP-run$i.log"
+        "$0" "${single[@]}" >"$out" 2>&1 || { status=1; log "run $i failed its checks or stopped; see $out"; }
+        report="$(sed -n 's/^\[load.sh\] report: //p' "$out" | tail -n 1)"
+        if [ -z "$report" ] || [ ! -s "${report%.md}/figures.txt" ]; then status=1; continue; fi
+        grep '^collector/nginx throughput' "$report" >&2 || true
+        rows+="$(basename "$report" .md)"
+        for k in $KEYS; do rows+=" $(awk -F= -v k="$k" '$1 == k { print $2 }' "${report%.md}/figures.txt")"; done
+        rows+=$'\n'
+    done
+    [ -n "$rows" ] || die "no run produced its figures"
+    {
+        echo "## webstats load benchmark: $repeat runs, $STAMP"
+        echo
+        echo "- \`benches/load.sh ${single[*]}\` $repeat times; each run's report is named in the first column"
+        echo
+        echo "| run | collector/nginx req/s | CPU per event x nginx | floor CPU x nginx | collector µs/event | floor µs/request | nginx µs/request | ClickHouse µs/event | peak RSS MiB | p99 at the constant rate, ms | nginx p99 there, ms |"
+        echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        printf '%s' "$rows" | awk '{ printf "|"; for (i = 1; i <= NF; i++) printf " %s |", $i; print "" }'
+        # The median of each column (the mean of the middle two for an even count).
+        printf '%s' "$rows" | awk '
+            { n++; for (i = 2; i <= NF; i++) v[i, n] = $i; cols = NF }
+            END {
+                printf "| **median** |"
+                for (i = 2; i <= cols; i++) {
+                    for (a = 1; a <= n; a++) x[a] = v[i, a] + 0
+                    for (a = 1; a <= n; a++) for (b = a + 1; b <= n; b++) if (x[b] < x[a]) { t = x[a]; x[a] = x[b]; x[b] = t }
+                    printf " **%g** |", (n % 2) ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2
+                }
+                print ""
+            }'
+        if [ "$status" -ne 0 ]; then
+            echo
+            echo "Some runs failed their checks or stopped: see \`.work/bench/load-$STAMP-run*.log\`."
+        fi
+    } >"$SUMMARY"
+    cat "$SUMMARY"
+    log "summary: $SUMMARY"
+    exit "$status"
+fi
 REPORT="$WORK/bench/load-$STAMP.md"
 RAW="$WORK/bench/load-$STAMP"      # wrk output, collector log, perf report: kept
 TMP=""                              # configs, nginx prefix and pid: removed on exit
@@ -506,6 +564,19 @@ check "$([ "$M_REJECTED" -eq 0 ] && echo 1)" "beacons_rejected_total is 0 ($M_RE
     echo "Checks:"
     printf '%s\n' "${checks[@]}"
 } >"$REPORT"
+# The key figures, for --repeat's summary.
+{
+    echo "throughput_ratio=$RATIO"
+    echo "cpu_ratio=$CPU_RATIO"
+    echo "floor_cpu_ratio=$(ratio "$FL_CPU_US_REQ" "$NG_CPU_US_REQ")"
+    echo "collector_us=$CPU_US_EVENT"
+    echo "floor_us=$FL_CPU_US_REQ"
+    echo "nginx_us=$NG_CPU_US_REQ"
+    echo "clickhouse_us=$CH_CPU_US_EVENT"
+    echo "peak_rss_mib=$(mib "$PEAK_RSS_KIB")"
+    echo "rate_p99_ms=$(ms "$(value "$CR" p99_us)")"
+    echo "nginx_rate_p99_ms=$(ms "$(value "$NR_" p99_us)")"
+} >"$RAW/figures.txt"
 cat "$REPORT"
 log "report: $REPORT"
 [ -z "$failed" ] || exit 1
