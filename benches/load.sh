@@ -499,6 +499,7 @@ NG_CPU_S="$(seconds $((ng_cpu1 - ng_cpu0)))"
 NG_CPU_US_REQ="$(per_event "$NG_CPU_S" "$(ok_count "$N")")"
 FL_CPU_S="$(seconds $((fl_cpu1 - fl_cpu0)))"
 FL_CPU_US_REQ="$(per_event "$FL_CPU_S" "$(ok_count "$F")")"
+FL_CPU_RATIO="$(ratio "$FL_CPU_US_REQ" "$NG_CPU_US_REQ")"
 CR="$RAW/collector-rate.txt" NR_="$RAW/nginx-rate.txt"
 RATE_CPU_US_EVENT="$(per_event "$(seconds $((rate_cpu1 - rate_cpu0)))" "$(value "$CR" ok)")"
 RATIO="$(ratio "$C_RPS" "$N_RPS")"
@@ -546,7 +547,7 @@ check "$([ "$M_REJECTED" -eq 0 ] && echo 1)" "beacons_rejected_total is 0 ($M_RE
     echo "| nginx, constant $RATE req/s | $(fmt_rps "$(value "$NR_" rate_achieved)") | $(ms "$(value "$NR_" p50_us)") | $(ms "$(value "$NR_" p99_us)") | $(ms "$(value "$NR_" p999_us)") | $(non_2xx "$NR_") | – | – | – |"
     echo "| collector, constant $RATE req/s | $(fmt_rps "$(value "$CR" rate_achieved)") | $(ms "$(value "$CR" p50_us)") | $(ms "$(value "$CR" p99_us)") | $(ms "$(value "$CR" p999_us)") | $(non_2xx "$CR") | (above) | $RATE_CPU_US_EVENT | (above) |"
     echo
-    echo "collector/nginx throughput: **$RATIO** (floor/nginx $(ratio "$F_RPS" "$N_RPS")); CPU per event: **${CPU_RATIO}x** nginx's per request (floor $(ratio "$FL_CPU_US_REQ" "$NG_CPU_US_REQ")x); peak RSS: **$(mib "$PEAK_RSS_KIB") MiB**; p99 at a constant $RATE req/s: **$(ms "$(value "$CR" p99_us)") ms** (nginx $(ms "$(value "$NR_" p99_us)") ms)"
+    echo "collector/nginx throughput: **$RATIO** (floor/nginx $(ratio "$F_RPS" "$N_RPS")); CPU per event: **${CPU_RATIO}x** nginx's per request (floor ${FL_CPU_RATIO}x); peak RSS: **$(mib "$PEAK_RSS_KIB") MiB**; p99 at a constant $RATE req/s: **$(ms "$(value "$CR" p99_us)") ms** (nginx $(ms "$(value "$NR_" p99_us)") ms)"
     echo
     echo "Details:"
     echo "- latency p75 / p90 / max, ms: nginx $(ms "$(value "$N" p75_us)") / $(ms "$(value "$N" p90_us)") / $(ms "$(value "$N" max_us)"); collector $(ms "$(value "$C" p75_us)") / $(ms "$(value "$C" p90_us)") / $(ms "$(value "$C" max_us)")"
@@ -568,7 +569,7 @@ check "$([ "$M_REJECTED" -eq 0 ] && echo 1)" "beacons_rejected_total is 0 ($M_RE
 {
     echo "throughput_ratio=$RATIO"
     echo "cpu_ratio=$CPU_RATIO"
-    echo "floor_cpu_ratio=$(ratio "$FL_CPU_US_REQ" "$NG_CPU_US_REQ")"
+    echo "floor_cpu_ratio=$FL_CPU_RATIO"
     echo "collector_us=$CPU_US_EVENT"
     echo "floor_us=$FL_CPU_US_REQ"
     echo "nginx_us=$NG_CPU_US_REQ"
