@@ -2,8 +2,8 @@
 //! does any work of its own. The same stack and settings as `collector/src/http/mod.rs`
 //! (hyper 1.x HTTP/1 with the collector's own connection builder on a multi-threaded tokio
 //! runtime, mimalloc, `TCP_NODELAY`, the body read whole up to the same limit) and the same
-//! 202 with the `Origin` echoed; no parsing, no enrichment, no sink. The collector's CPU per beacon minus
-//! this one's per request is the cost of the collector's own work.
+//! 202 with the `Origin` echoed; no parsing, no enrichment, no sink. The collector's CPU per
+//! beacon minus this one's per request is the cost of the collector's own work.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -43,9 +43,8 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
-    // load.sh reads the port from the first line.
     println!("listening on {}", listener.local_addr()?);
-    // config/collector.toml's header read timeout.
+    // The collector's default `server.header_read_timeout_ms` (collector/src/config.rs).
     let http = collector::http1_builder(Duration::from_secs(10));
     loop {
         let (stream, _) = listener.accept().await.context("accepting")?;
