@@ -7,6 +7,22 @@ use std::borrow::Cow;
 pub use beacon::EncodedBeacon;
 use store::{AudienceRow, RowSubject, TroubleshootingRow, rowbinary};
 
+/// What [`Table::upgrade`] appends to a row is at most the 4 bytes of the row's length in its
+/// spool record, so a replay can decode a segment in place (`spool::decode_segment`).
+const UPGRADE_FITS: () = {
+    let tables = [AudienceRow::APPENDED_DEFAULTS, TroubleshootingRow::APPENDED_DEFAULTS];
+    let mut t = 0;
+    while t < tables.len() {
+        let (mut total, mut i) = (0, 0);
+        while i < tables[t].len() {
+            total += tables[t][i].len();
+            i += 1;
+        }
+        assert!(total <= 4, "appended defaults longer than a row length: spool::decode_segment needs another buffer");
+        t += 1;
+    }
+};
+
 /// The tables the collector writes, through `<prefix>_ingest.<label>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Table {
@@ -49,6 +65,7 @@ impl Table {
             Table::Audience => AudienceRow::APPENDED_DEFAULTS,
             Table::Troubleshooting => TroubleshootingRow::APPENDED_DEFAULTS,
         };
+        let () = UPGRADE_FITS;
         if appended.is_empty() || self.decodes_whole(row) {
             return Cow::Borrowed(row);
         }
@@ -126,20 +143,18 @@ impl Batch {
         Self { table, rows: 0, bytes: Vec::with_capacity(bytes), ends: Some(Vec::new()) }
     }
 
+    /// A batch of `rows` rows that fill `bytes`; `ends` as in [`Batch`] (`None`: not told
+    /// apart).
+    pub fn from_rows(table: Table, rows: u32, bytes: Vec<u8>, ends: Option<Vec<usize>>) -> Self {
+        Self { table, rows, bytes, ends }
+    }
+
     pub fn push(&mut self, row: &[u8]) {
         self.rows += 1;
         self.bytes.extend_from_slice(row);
         if let Some(ends) = &mut self.ends {
             ends.push(self.bytes.len());
         }
-    }
-
-    /// Appends `rows` rows whose boundaries are unknown: from then on the batch's rows cannot
-    /// be told apart ([`Self::split`] is `None`).
-    pub fn push_unsplit(&mut self, rows: u32, bytes: &[u8]) {
-        self.rows += rows;
-        self.bytes.extend_from_slice(bytes);
-        self.ends = None;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -181,8 +196,7 @@ mod tests {
         assert_ne!(a.token(), other_table.token());
         assert_eq!(a.token().len(), 32);
         // The same bytes without their boundaries (a replayed first-format segment).
-        let mut unsplit = Batch::new(Table::Audience);
-        unsplit.push_unsplit(1, b"row");
+        let unsplit = Batch::from_rows(Table::Audience, 1, b"row".to_vec(), None);
         assert_eq!(a.token(), unsplit.token());
     }
 
@@ -195,8 +209,5 @@ mod tests {
         }
         assert_eq!(batch.split().unwrap().collect::<Vec<_>>(), [&b"first"[..], b"", b"third row"]);
         assert_eq!((batch.rows, batch.bytes.as_slice()), (3, &b"firstthird row"[..]));
-        batch.push_unsplit(2, b"xy");
-        assert!(batch.split().is_none(), "rows of unknown boundaries make the whole batch unsplit");
-        assert_eq!((batch.rows, batch.bytes.len()), (5, 16));
     }
 }

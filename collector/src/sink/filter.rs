@@ -265,8 +265,7 @@ mod tests {
     #[test]
     fn rows_that_cannot_be_told_apart_or_decoded_are_kept() {
         let blocked = audience_row("lk", T, 1, 11);
-        let mut unsplit = Batch::new(Table::Audience);
-        unsplit.push_unsplit(1, &blocked);
+        let unsplit = Batch::from_rows(Table::Audience, 1, blocked.clone(), None);
         assert_eq!(filter().apply(&unsplit).kept, None);
         let garbage = batch(Table::Audience, &[b"\x01\x02".to_vec(), blocked[..10].to_vec()]);
         assert_eq!(filter().apply(&garbage).kept, None);

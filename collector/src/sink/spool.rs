@@ -26,9 +26,11 @@
 //! Everything in this module is blocking file I/O: callers use `spawn_blocking` or a thread.
 
 use std::{
+    borrow::Cow,
     collections::VecDeque,
     fs::{self, File},
     io::{self, Write},
+    ops::Range,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -210,8 +212,7 @@ impl Spool {
 
     /// Reads a segment's valid records; counts what it skips.
     pub fn read(&self, segment: &Segment) -> io::Result<Replay> {
-        let data = fs::read(self.path(segment))?;
-        let replay = decode_segment(segment.table, &data);
+        let replay = decode_segment(segment.table, fs::read(self.path(segment))?);
         if replay.corrupt_records > 0 {
             self.metrics.spool_corrupt_records.inc_by(replay.corrupt_records);
             self.metrics.spool_skipped_bytes.inc_by(replay.skipped_bytes);
@@ -533,20 +534,20 @@ fn checksum(magic: Option<&[u8; 4]>, rows: u32, payload: &[&[u8]]) -> [u8; 8] {
     out
 }
 
-/// A record that passed its checks.
-struct Record<'a> {
+/// A record that passed its checks; ranges are offsets from the record's start.
+struct Record {
     rows: u32,
-    /// Each row's bytes (current format), or `None` for a first-format record.
-    lengths: Option<&'a [u8]>,
+    /// Each row's length (current format), or `None` for a first-format record.
+    lengths: Option<Range<usize>>,
     /// The rows, back to back.
-    body: &'a [u8],
+    body: Range<usize>,
     /// Bytes the record takes, header included.
     len: usize,
 }
 
 /// The record at the start of `data`, if every check passes: its magic, a length within
 /// bounds, the checksum, and (current format) row lengths that add up to the rows' bytes.
-fn parse_record(data: &[u8]) -> Option<Record<'_>> {
+fn parse_record(data: &[u8]) -> Option<Record> {
     let header = data.get(..RECORD_HEADER)?;
     let current = match &header[..4] {
         magic if magic == RECORD_MAGIC => true,
@@ -563,13 +564,18 @@ fn parse_record(data: &[u8]) -> Option<Record<'_>> {
     if checksum(magic, rows, &[payload]) != header[12..20] {
         return None;
     }
-    let len = RECORD_HEADER + len;
+    let end = RECORD_HEADER + len;
     if !current {
-        return Some(Record { rows, lengths: None, body: payload, len });
+        return Some(Record { rows, lengths: None, body: RECORD_HEADER..end, len: end });
     }
-    let (lengths, body) = payload.split_at_checked((rows as usize).checked_mul(4)?)?;
-    let total: u64 = lengths.chunks_exact(4).map(|l| u64::from(le_u32(l))).sum();
-    (total == body.len() as u64).then_some(Record { rows, lengths: Some(lengths), body, len })
+    let body = RECORD_HEADER + (rows as usize).checked_mul(4).filter(|l| *l <= len)?;
+    let total: u64 = data[RECORD_HEADER..body].chunks_exact(4).map(|l| u64::from(le_u32(l))).sum();
+    (total == (end - body) as u64).then_some(Record {
+        rows,
+        lengths: Some(RECORD_HEADER..body),
+        body: body..end,
+        len: end,
+    })
 }
 
 /// A little-endian u32 from 4 bytes (0 from any other number of bytes).
@@ -577,46 +583,90 @@ fn le_u32(bytes: &[u8]) -> u32 {
     bytes.try_into().map_or(0, u32::from_le_bytes)
 }
 
-/// Every valid record of a segment, concatenated; invalid runs are skipped to the next valid
+/// Every valid record of a segment as one batch; invalid runs are skipped to the next valid
 /// record and counted.
-pub fn decode_segment(table: Table, data: &[u8]) -> Replay {
-    let mut replay = Replay { batch: Batch::new(table), corrupt_records: 0, skipped_bytes: 0 };
+///
+/// The rows are moved to the front of `data` itself, so a replay holds one copy of a
+/// segment, not two (benches/README.md, `fsync` memory). Rows are only ever written behind
+/// the record being read: each row leaves its 4-byte length behind, which is room for what
+/// `Table::upgrade` appends (`UPGRADE_FITS`).
+pub fn decode_segment(table: Table, mut data: Vec<u8>) -> Replay {
+    let mut kept = Kept { len: 0, rows: 0, ends: Some(Vec::new()) };
+    let (mut corrupt_records, mut skipped_bytes) = (0, 0);
     let mut pos = if data.starts_with(FILE_MAGIC) || data.starts_with(FILE_MAGIC_V1) { FILE_MAGIC.len() } else { 0 };
     let mut in_corrupt_run = false;
+    let mut lengths = Vec::new();
     while pos < data.len() {
         if let Some(record) = parse_record(&data[pos..]) {
-            push_record(table, &record, &mut replay.batch);
+            let body = pos + record.body.start..pos + record.body.end;
+            let current = record.lengths.is_some();
+            lengths.clear();
+            match record.lengths {
+                Some(at) => lengths.extend(data[pos + at.start..pos + at.end].chunks_exact(4).map(le_u32)),
+                // A first-format record: its rows told apart by decoding them, else kept whole.
+                None => match table.split_rows(record.rows, &data[body.clone()]) {
+                    Some(rows) => lengths.extend(rows.iter().map(|row| row.len() as u32)),
+                    None => {
+                        kept.copy(&mut data, body.clone(), record.rows);
+                        kept.ends = None;
+                    }
+                },
+            }
+            let mut start = body.start;
+            for &length in &lengths {
+                let row = start..start + length as usize;
+                start = row.end;
+                if !current {
+                    kept.copy(&mut data, row, 1);
+                    continue;
+                }
+                match table.upgrade(&data[row.clone()]) {
+                    Cow::Owned(upgraded) if kept.len + upgraded.len() <= row.end => {
+                        data[kept.len..kept.len + upgraded.len()].copy_from_slice(&upgraded);
+                        kept.advance(upgraded.len(), 1);
+                    }
+                    // Does not happen (`UPGRADE_FITS`); kept as it was, its insert will tell.
+                    _ => kept.copy(&mut data, row, 1),
+                }
+            }
             pos += record.len;
             in_corrupt_run = false;
             continue;
         }
         if !in_corrupt_run {
-            replay.corrupt_records += 1;
+            corrupt_records += 1;
             in_corrupt_run = true;
         }
         let next = data[pos + 1..].windows(4).position(|w| w == RECORD_MAGIC || w == RECORD_MAGIC_V1);
         let skip = next.map_or(data.len() - pos, |i| i + 1);
-        replay.skipped_bytes += skip as u64;
+        skipped_bytes += skip as u64;
         pos += skip;
     }
-    replay
+    data.truncate(kept.len);
+    Replay { batch: Batch::from_rows(table, kept.rows, data, kept.ends), corrupt_records, skipped_bytes }
 }
 
-/// Adds a record's rows to `batch`, each on its own when they can be told apart.
-fn push_record(table: Table, record: &Record<'_>, batch: &mut Batch) {
-    let Some(lengths) = record.lengths else {
-        match table.split_rows(record.rows, record.body) {
-            Some(rows) => rows.into_iter().for_each(|row| batch.push(row)),
-            None => batch.push_unsplit(record.rows, record.body),
+/// The rows a decode has moved to the front of its buffer.
+struct Kept {
+    len: usize,
+    rows: u32,
+    ends: Option<Vec<usize>>,
+}
+
+impl Kept {
+    /// Moves `rows` rows at `at` (never before `self.len`) behind the kept ones.
+    fn copy(&mut self, data: &mut [u8], at: Range<usize>, rows: u32) {
+        let len = at.len();
+        data.copy_within(at, self.len);
+        self.advance(len, rows);
+    }
+
+    fn advance(&mut self, len: usize, rows: u32) {
+        self.len += len;
+        self.rows += rows;
+        if let Some(ends) = &mut self.ends {
+            ends.push(self.len);
         }
-        return;
-    };
-    let mut body = record.body;
-    for length in lengths.chunks_exact(4) {
-        // The lengths add up to the body's size (`parse_record`), so this always splits.
-        let Some((row, rest)) = body.split_at_checked(le_u32(length) as usize) else { break };
-        batch.push(&table.upgrade(row));
-        body = rest;
     }
 }
 
@@ -704,25 +754,27 @@ mod tests {
         let older = &today[..today.len() - 1];
         let opaque: &[u8] = b"not a row";
         let data = segment(&[record(&[older, &today, opaque])]);
-        let replay = decode_segment(Table::Troubleshooting, &data);
+        let replay = decode_segment(Table::Troubleshooting, data.clone());
         assert_eq!(rows_of(&replay), [today.as_slice(), &today, opaque]);
         let audience = audience_row("lk", 1_700_000_000, 1, 2);
-        let replay = decode_segment(Table::Audience, &segment(&[record(&[&audience])]));
+        let replay = decode_segment(Table::Audience, segment(&[record(&[&audience])]));
         assert_eq!(rows_of(&replay), [audience.as_slice()]);
     }
 
     #[test]
     fn reads_back_every_record_with_its_row_boundaries() {
         let data = segment(&[record(&[b"aa", b"aaa"]), record(&[b"", b"b"])]);
-        let replay = decode_segment(Table::Audience, &data);
+        let replay = decode_segment(Table::Audience, data.clone());
         assert_eq!((replay.batch.rows, replay.batch.bytes.as_slice()), (4, &b"aaaaab"[..]));
+        // In the segment's own buffer: a replay holds one copy of it.
+        assert_eq!(replay.batch.bytes.capacity(), data.len());
         assert_eq!(rows_of(&replay), [&b"aa"[..], b"aaa", b"", b"b"]);
         assert_eq!((replay.corrupt_records, replay.skipped_bytes), (0, 0));
         // A batch spilled and read back is the batch, boundaries and token included.
         let mut batch = Batch::new(Table::Troubleshooting);
         batch.push(&troubleshooting_row("lk", 1_700_000_000, 1, 2));
         batch.push(b"x");
-        let replay = decode_segment(Table::Troubleshooting, &segment_of(&batch));
+        let replay = decode_segment(Table::Troubleshooting, segment_of(&batch));
         assert_eq!(replay.batch, batch);
         assert_eq!(replay.batch.token(), batch.token());
     }
@@ -731,7 +783,7 @@ mod tests {
     fn skips_a_torn_tail() {
         let mut data = segment(&[record(&[b"kept"]), record(&[b"torn", b" record"])]);
         data.truncate(data.len() - 3);
-        let replay = decode_segment(Table::Audience, &data);
+        let replay = decode_segment(Table::Audience, data.clone());
         assert_eq!(rows_of(&replay), [b"kept"]);
         assert_eq!(replay.corrupt_records, 1);
         assert_eq!(replay.skipped_bytes, (RECORD_HEADER + 2 * 4 + 8) as u64);
@@ -743,13 +795,13 @@ mod tests {
         // Flip a row byte of the second record.
         let second = FILE_MAGIC.len() + RECORD_HEADER + 4 + 5 + RECORD_HEADER + 4;
         data[second] ^= 0xff;
-        let replay = decode_segment(Table::Audience, &data);
+        let replay = decode_segment(Table::Audience, data.clone());
         assert_eq!(rows_of(&replay), [&b"first"[..], b"third"]);
         assert_eq!(replay.corrupt_records, 1);
         // A flipped row length is caught the same way.
         let mut data = segment(&[record(&[b"first"]), record(&[b"second"]), record(&[b"third"])]);
         data[FILE_MAGIC.len() + RECORD_HEADER + 4 + 5 + RECORD_HEADER] ^= 0x01;
-        let replay = decode_segment(Table::Audience, &data);
+        let replay = decode_segment(Table::Audience, data.clone());
         assert_eq!(rows_of(&replay), [&b"first"[..], b"third"]);
     }
 
@@ -766,7 +818,7 @@ mod tests {
         bad.extend_from_slice(&rows.to_le_bytes());
         bad.extend_from_slice(&checksum(Some(RECORD_MAGIC), rows, &[&payload]));
         bad.extend_from_slice(&payload);
-        let replay = decode_segment(Table::Audience, &segment(&[bad, record(&[b"good"])]));
+        let replay = decode_segment(Table::Audience, segment(&[bad, record(&[b"good"])]));
         assert_eq!(rows_of(&replay), [b"good"]);
         assert_eq!(replay.corrupt_records, 1);
     }
@@ -775,14 +827,14 @@ mod tests {
     fn a_record_never_passes_for_one_of_the_other_format() {
         let mut data = segment(&[record(&[b"row"])]);
         data[FILE_MAGIC.len() + 3] = b'1';
-        let replay = decode_segment(Table::Audience, &data);
+        let replay = decode_segment(Table::Audience, data.clone());
         assert!(replay.batch.is_empty());
         assert_eq!(replay.corrupt_records, 1);
     }
 
     #[test]
     fn garbage_yields_nothing() {
-        let replay = decode_segment(Table::Audience, b"WSR2 definitely not a record WSR1WSR2WSR1");
+        let replay = decode_segment(Table::Audience, b"WSR2 definitely not a record WSR1WSR2WSR1".to_vec());
         assert!(replay.batch.is_empty());
         assert!(replay.corrupt_records >= 1);
     }
@@ -795,11 +847,11 @@ mod tests {
         let rows = [audience_row("lk", 1_700_000_000, 1, 2), audience_row("lk", 1_700_000_001, 3, 4)];
         let third = audience_row("other", 1_700_000_002, 5, 0);
         let data = segment_v1(&[record_v1(2, &rows.concat()), record_v1(1, &third)]);
-        let replay = decode_segment(Table::Audience, &data);
+        let replay = decode_segment(Table::Audience, data.clone());
         assert_eq!(rows_of(&replay), [rows[0].as_slice(), &rows[1], &third]);
         assert_eq!((replay.corrupt_records, replay.skipped_bytes), (0, 0));
-        let mut as_the_old_build_read_it = Batch::new(Table::Audience);
-        as_the_old_build_read_it.push_unsplit(3, &[rows.concat(), third.clone()].concat());
+        let as_the_old_build_read_it =
+            Batch::from_rows(Table::Audience, 3, [rows.concat(), third.clone()].concat(), None);
         assert_eq!(replay.batch.token(), as_the_old_build_read_it.token());
 
         // Its torn tail and corrupt records are skipped as before.
@@ -808,7 +860,7 @@ mod tests {
         let flipped = FILE_MAGIC_V1.len() + RECORD_HEADER + rows[0].len() + RECORD_HEADER;
         data[flipped] ^= 0xff;
         data.truncate(data.len() - 1);
-        let replay = decode_segment(Table::Audience, &data);
+        let replay = decode_segment(Table::Audience, data.clone());
         assert_eq!(rows_of(&replay), [rows[0].as_slice(), &rows[1]]);
         assert_eq!(replay.corrupt_records, 2);
     }
@@ -819,13 +871,13 @@ mod tests {
     fn a_first_format_record_that_does_not_decode_is_replayed_whole() {
         let good = audience_row("lk", 1_700_000_000, 1, 2);
         let data = segment_v1(&[record_v1(1, &good), record_v1(2, b"opaque rows")]);
-        let replay = decode_segment(Table::Audience, &data);
+        let replay = decode_segment(Table::Audience, data.clone());
         assert_eq!(replay.batch.rows, 3);
         assert_eq!(replay.batch.bytes, [good.as_slice(), b"opaque rows"].concat());
         assert!(replay.batch.split().is_none());
         assert_eq!(replay.corrupt_records, 0);
         // Written again (a dead letter), it stays what it was.
-        let again = decode_segment(Table::Audience, &segment_of(&replay.batch));
+        let again = decode_segment(Table::Audience, segment_of(&replay.batch));
         assert_eq!(again.batch, replay.batch);
     }
 
