@@ -54,7 +54,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         None
     };
     let metrics = Arc::new(Metrics::new());
-    metrics.register_sites(config.sites.iter().map(|s| s.id.as_str()));
     let databases = config.clickhouse.databases();
     let mut client = config.clickhouse.client(Compression::Lz4);
     if config.clickhouse.cluster().is_some() {

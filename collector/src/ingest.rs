@@ -18,7 +18,7 @@ use http::{HeaderMap, HeaderValue, header};
 use crate::{
     config::SiteConfig,
     control::Control,
-    metrics::{CacheResult, DropReason, Metrics},
+    metrics::{CacheResult, DropReason, Metrics, SiteCounters},
     refusal::Rejection,
     sink::{EncodedBeacon, SinkHandle},
 };
@@ -27,6 +27,7 @@ use crate::{
 struct Site {
     rules: beacon::Site,
     cookie_name: String,
+    counters: SiteCounters,
 }
 
 /// What the HTTP layer learnt of a beacon's request besides its body.
@@ -67,7 +68,8 @@ impl Ingest {
             .iter()
             .map(|site| {
                 let rules = site.rules(query_allowlist, &pipeline.agents)?;
-                Ok((site.id.clone(), Site { rules, cookie_name: site.cookie_name.clone() }))
+                let counters = metrics.site_counters(&site.id);
+                Ok((site.id.clone(), Site { rules, cookie_name: site.cookie_name.clone(), counters }))
             })
             .collect::<Result<_, String>>()?;
         Ok(Self {
@@ -113,14 +115,12 @@ impl Ingest {
         let outcome = self.pipeline.process(beacon, facts, &site.rules, Controls { keys, blocklist: &blocklist });
         // Guards of the salts and blocklist must not be held across the wait in `fsync` mode.
         drop((salts, blocklist));
-        let site_id = site.rules.id.as_str();
-        let dropped =
-            |reason: DropReason| self.metrics.beacons_dropped.with_label_values(&[reason.label(), site_id]).inc();
+        let dropped = |reason: DropReason| site.counters.dropped(reason).inc();
         match outcome {
             Outcome::Store { rows, bot, ua_cache_hit } => {
                 self.sink.submit(EncodedBeacon::encode(rows)).await?;
                 let cache = if ua_cache_hit { CacheResult::Hit } else { CacheResult::Miss };
-                self.metrics.ua_cache_lookups.with_label_values(&[cache.label()]).inc();
+                self.metrics.ua_cache_lookups(cache).inc();
                 if let Some(signal) = bot {
                     self.metrics.bot_hits.with_label_values(&[signal.label()]).inc();
                 }
@@ -128,7 +128,7 @@ impl Ingest {
             Outcome::DroppedDoNotTrack => dropped(DropReason::DoNotTrack),
             Outcome::DroppedBlocked => dropped(DropReason::Blocked),
         }
-        self.metrics.beacons_accepted.with_label_values(&[kind.as_str(), site_id]).inc();
+        site.counters.accepted(kind).inc();
         Ok(())
     }
 

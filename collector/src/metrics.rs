@@ -13,8 +13,8 @@ pub struct Metrics {
     registry: Registry,
     /// Requests answered, by endpoint and status code.
     pub http_requests: IntCounterVec,
-    /// Time to answer, by endpoint.
-    pub http_request_duration: HistogramVec,
+    /// Time to answer, by endpoint ([`Endpoint::index`]).
+    http_request_duration: Box<[Histogram]>,
     /// Beacons answered 202/200, by beacon type and site.
     pub beacons_accepted: IntCounterVec,
     /// Beacons refused, by reason (the same words as the error responses' reasons).
@@ -23,8 +23,8 @@ pub struct Metrics {
     pub beacons_dropped: IntCounterVec,
     /// Accepted beacons from crawlers (stored for troubleshooting only).
     pub bot_hits: IntCounterVec,
-    /// User-Agent cache lookups, by result (hit/miss).
-    pub ua_cache_lookups: IntCounterVec,
+    /// User-Agent cache lookups, by result ([`CacheResult::index`]).
+    ua_cache_lookups: Box<[IntCounter]>,
     /// Beacons waiting between handlers and the batcher.
     pub sink_queue_beacons: IntGauge,
     /// How many beacons the queue holds (`sink.queue_capacity`), for alerts on a full queue.
@@ -104,14 +104,18 @@ impl Metrics {
             c
         };
 
+        // Handles of the label sets counted per request, resolved once: a labelled lookup
+        // hashes its labels and takes a lock (benches/README.md, issue 14).
+        let http_request_duration = histogram_vec(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request.",
+            &["endpoint"],
+            vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0],
+        );
+        let ua_cache_lookups = counter_vec("ua_cache_lookups_total", "User-Agent cache lookups.", &["result"]);
         Self {
             http_requests: counter_vec("http_requests_total", "HTTP requests answered.", &["endpoint", "status"]),
-            http_request_duration: histogram_vec(
-                "http_request_duration_seconds",
-                "Time to answer an HTTP request.",
-                &["endpoint"],
-                vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0],
-            ),
+            http_request_duration: resolve(Endpoint::ALL, |e| http_request_duration.with_label_values(&[e.label()])),
             beacons_accepted: counter_vec("beacons_accepted_total", "Beacons accepted.", &["type", "site"]),
             beacons_rejected: counter_vec("beacons_rejected_total", "Beacons refused, by reason.", &["reason"]),
             beacons_dropped: counter_vec(
@@ -124,7 +128,7 @@ impl Metrics {
                 "Accepted beacons kept out of the audience as bots, by the signal that told.",
                 &["signal"],
             ),
-            ua_cache_lookups: counter_vec("ua_cache_lookups_total", "User-Agent cache lookups.", &["result"]),
+            ua_cache_lookups: resolve(CacheResult::ALL, |r| ua_cache_lookups.with_label_values(&[r.label()])),
             sink_queue_beacons: gauge("sink_queue_beacons", "Beacons waiting for the batcher."),
             sink_queue_capacity_beacons: gauge("sink_queue_capacity_beacons", "Beacons the sink queue holds."),
             sink_pending_rows: gauge("sink_pending_rows", "Rows buffered or being inserted, not yet in ClickHouse."),
@@ -194,12 +198,6 @@ impl Metrics {
         for signal in Signal::ALL {
             self.bot_hits.with_label_values(&[signal.label()]);
         }
-        for result in CacheResult::ALL {
-            self.ua_cache_lookups.with_label_values(&[result.label()]);
-        }
-        for endpoint in Endpoint::ALL {
-            self.http_request_duration.with_label_values(&[endpoint.label()]);
-        }
         self
     }
 
@@ -220,15 +218,20 @@ impl Metrics {
         }
     }
 
-    /// Creates the per-site series of the configured sites at 0.
-    pub fn register_sites<'a>(&self, sites: impl IntoIterator<Item = &'a str>) {
-        for site in sites {
-            for kind in EventType::ALL {
-                self.beacons_accepted.with_label_values(&[kind.as_str(), site]);
-            }
-            for reason in DropReason::ALL {
-                self.beacons_dropped.with_label_values(&[reason.label(), site]);
-            }
+    /// Time to answer a request of `endpoint`.
+    pub fn http_request_duration(&self, endpoint: Endpoint) -> &Histogram {
+        &self.http_request_duration[endpoint.index()]
+    }
+
+    pub fn ua_cache_lookups(&self, result: CacheResult) -> &IntCounter {
+        &self.ua_cache_lookups[result.index()]
+    }
+
+    /// A configured site's counters, which creates their series at 0.
+    pub fn site_counters(&self, site: &str) -> SiteCounters {
+        SiteCounters {
+            accepted: resolve(&EventType::ALL, |kind| self.beacons_accepted.with_label_values(&[kind.as_str(), site])),
+            dropped: resolve(DropReason::ALL, |reason| self.beacons_dropped.with_label_values(&[reason.label(), site])),
         }
     }
 
@@ -238,6 +241,30 @@ impl Metrics {
         TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding cannot fail");
         out
     }
+}
+
+/// The beacon counters of one site, resolved once (per beacon, a labelled lookup showed).
+pub struct SiteCounters {
+    /// By [`EventType::ALL`] order.
+    accepted: Box<[IntCounter]>,
+    /// By [`DropReason::index`].
+    dropped: Box<[IntCounter]>,
+}
+
+impl SiteCounters {
+    pub fn accepted(&self, kind: EventType) -> &IntCounter {
+        let index = EventType::ALL.iter().position(|k| *k == kind).expect("ALL lists every type");
+        &self.accepted[index]
+    }
+
+    pub fn dropped(&self, reason: DropReason) -> &IntCounter {
+        &self.dropped[reason.index()]
+    }
+}
+
+/// A metric handle per label value, in `values`' order.
+fn resolve<L: Copy, M>(values: &[L], handle: impl Fn(L) -> M) -> Box<[M]> {
+    values.iter().map(|value| handle(*value)).collect()
 }
 
 /// An enum of a label's values, each spelled once.
@@ -251,6 +278,12 @@ macro_rules! labels {
 
         impl $name {
             pub const ALL: &[$name] = &[$($name::$variant),+];
+
+            /// The value's place in [`Self::ALL`].
+            #[allow(dead_code, reason = "only the labels of handles resolved ahead use it")]
+            pub fn index(self) -> usize {
+                self as usize
+            }
 
             pub fn label(self) -> &'static str {
                 match self {

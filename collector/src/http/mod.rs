@@ -89,9 +89,15 @@ async fn handle(state: &State, limits: &Limits, request: Request<Incoming>) -> R
     let started = Instant::now();
     let response = match admit_request(limits, &request) {
         Err(rejection) => respond::rejection(rejection),
-        Ok(_slot) => tokio::time::timeout(limits.timeout, isolate_panics(&state.metrics, Route::serve(state, request)))
-            .await
-            .unwrap_or_else(|_elapsed| respond::rejection(Rejection::Timeout)),
+        Ok(_slot) => {
+            // Boxed once: the handler's future is about 3 KiB, and each wrapper and each
+            // `await` up to hyper's dispatcher moved it again (memmove showed in the load
+            // benchmark's profile; benches/README.md).
+            let serve = Box::pin(Route::serve(state, request));
+            tokio::time::timeout(limits.timeout, isolate_panics(&state.metrics, serve))
+                .await
+                .unwrap_or_else(|_elapsed| respond::rejection(Rejection::Timeout))
+        }
     };
     record(&state.metrics, endpoint, &response, started);
     response
@@ -122,7 +128,7 @@ async fn isolate_panics(metrics: &Metrics, handler: impl Future<Output = Respons
 
 fn record(metrics: &Metrics, endpoint: Endpoint, response: &Response<Body>, started: Instant) {
     metrics.http_requests.with_label_values(&[endpoint.label(), response.status().as_str()]).inc();
-    metrics.http_request_duration.with_label_values(&[endpoint.label()]).observe(started.elapsed().as_secs_f64());
+    metrics.http_request_duration(endpoint).observe(started.elapsed().as_secs_f64());
     if let (Some(RejectedFor(reason)), Endpoint::Event | Endpoint::EventGif) =
         (response.extensions().get::<RejectedFor>(), endpoint)
     {
