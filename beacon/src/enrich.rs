@@ -1,5 +1,5 @@
 //! Enrichment: User-Agent parsing (woothee behind a bounded cache) and GeoIP/ASN lookups
-//! (maxminddb, databases held in memory). No I/O after start-up and no failure on bad input:
+//! (maxminddb, databases held in memory, behind a bounded cache of network prefixes). No I/O after start-up and no failure on bad input:
 //! an unknown agent or address yields empty fields.
 //!
 //! An agent is a bot when woothee files it as a crawler or when it contains one of the bot
@@ -10,7 +10,7 @@
 
 use std::{net::IpAddr, path::Path, sync::Arc};
 
-use maxminddb::Reader;
+use maxminddb::{LookupResult, Reader};
 
 use crate::bots::BotList;
 use serde::Deserialize;
@@ -217,10 +217,21 @@ pub struct Geo {
 }
 
 /// The optional location and ASN databases.
+///
+/// A lookup walks each database's search tree, a cache miss per level over the whole file;
+/// a visitor's beacons come from one network. So answers are cached by network prefix (IPv4
+/// /24, IPv6 /48), only for a prefix each database holds whole, with one answer for all of it:
+/// the cache returns exactly what the databases would. It holds prefixes, never addresses.
 pub struct GeoDb {
     location: Option<Reader<Vec<u8>>>,
     asn: Option<Reader<Vec<u8>>>,
+    cache: quick_cache::sync::Cache<IpAddr, Arc<Geo>>,
 }
+
+/// Network prefixes whose answer is remembered (about 200 bytes each).
+const GEO_CACHE_NETWORKS: usize = 8_192;
+/// The prefix lengths the cache is keyed by.
+const GEO_CACHE_PREFIX: (u8, u8) = (24, 48);
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot open MMDB file {path}: {source}")]
@@ -234,12 +245,43 @@ impl GeoDb {
         let open = |path: &Path| {
             Reader::open_readfile(path).map_err(|source| GeoDbError { path: path.display().to_string(), source })
         };
-        Ok(Self { location: location.map(open).transpose()?, asn: asn.map(open).transpose()? })
+        Ok(Self {
+            location: location.map(open).transpose()?,
+            asn: asn.map(open).transpose()?,
+            cache: quick_cache::sync::Cache::new(GEO_CACHE_NETWORKS),
+        })
     }
 
-    pub fn lookup(&self, ip: IpAddr) -> Geo {
+    /// The location and network of `ip` (IPv4-mapped IPv6 addresses as IPv4).
+    pub fn lookup(&self, ip: IpAddr) -> Arc<Geo> {
+        let ip = ip.to_canonical();
+        let (prefix_len, network) = match ip {
+            IpAddr::V4(v4) => {
+                (GEO_CACHE_PREFIX.0, IpAddr::V4((u32::from(v4) & !(u32::MAX >> GEO_CACHE_PREFIX.0)).into()))
+            }
+            IpAddr::V6(v6) => {
+                (GEO_CACHE_PREFIX.1, IpAddr::V6((u128::from(v6) & !(u128::MAX >> GEO_CACHE_PREFIX.1)).into()))
+            }
+        };
+        if let Some(hit) = self.cache.get(&network) {
+            return hit;
+        }
+        let (geo, narrowest) = self.lookup_uncached(ip);
+        let geo = Arc::new(geo);
+        if narrowest <= prefix_len {
+            self.cache.insert(network, geo.clone());
+        }
+        geo
+    }
+
+    /// The answer for `ip`, and the longest prefix of the networks it came from (0 without
+    /// databases): the answer holds for every address of a prefix at most that long.
+    fn lookup_uncached(&self, ip: IpAddr) -> (Geo, u8) {
         let mut geo = Geo::default();
-        if let Some(rec) = self.location.as_ref().and_then(|r| decode::<LocationRecord>(r, ip)) {
+        let mut narrowest = 0;
+        if let Some(rec) = find(self.location.as_ref(), ip, &mut narrowest)
+            .and_then(|found| found.decode::<LocationRecord>().ok().flatten())
+        {
             geo.country = rec.country.and_then(|c| c.iso_code).or(rec.country_code).unwrap_or_default().to_owned();
             geo.region = rec
                 .subdivisions
@@ -254,16 +296,22 @@ impl GeoDb {
                 None => String::new(),
             };
         }
-        if let Some(rec) = self.asn.as_ref().and_then(|r| decode::<AsnRecord>(r, ip)) {
+        if let Some(rec) =
+            find(self.asn.as_ref(), ip, &mut narrowest).and_then(|found| found.decode::<AsnRecord>().ok().flatten())
+        {
             geo.asn = rec.autonomous_system_number.unwrap_or(0);
             geo.as_org = rec.autonomous_system_organization.unwrap_or_default().to_owned();
         }
-        geo
+        (geo, narrowest)
     }
 }
 
-fn decode<'a, T: Deserialize<'a>>(reader: &'a Reader<Vec<u8>>, ip: IpAddr) -> Option<T> {
-    reader.lookup(ip).ok()?.decode::<T>().ok().flatten()
+/// `ip` in one database; widens `narrowest` to the prefix of the network found (a failed
+/// lookup to `u8::MAX`: never cached).
+fn find<'a>(reader: Option<&'a Reader<Vec<u8>>>, ip: IpAddr, narrowest: &mut u8) -> Option<LookupResult<'a, Vec<u8>>> {
+    let found = reader?.lookup(ip).map_err(|_| *narrowest = u8::MAX).ok()?;
+    *narrowest = (*narrowest).max(found.network().map_or(u8::MAX, |n| n.prefix()));
+    Some(found)
 }
 
 /// Both the GeoIP2 layout (`country.iso_code`, `subdivisions`, `city.names`) and
@@ -428,6 +476,6 @@ mod tests {
     #[test]
     fn empty_geodb_yields_empty_fields() {
         let db = GeoDb::open(None, None).unwrap();
-        assert_eq!(db.lookup("192.0.2.1".parse().unwrap()), Geo::default());
+        assert_eq!(*db.lookup("192.0.2.1".parse().unwrap()), Geo::default());
     }
 }

@@ -3,7 +3,11 @@
 //! `cargo bench -p hot-path-bench`; GeoIP lookups use `.work/geoip/*.mmdb` when present
 //! (scripts/geoip.sh), and are skipped otherwise.
 
-use std::{hint::black_box, net::IpAddr, path::Path};
+use std::{
+    hint::black_box,
+    net::{IpAddr, Ipv4Addr},
+    path::Path,
+};
 
 use beacon::{
     AgentParser, Blocklist, Controls, EncodedBeacon, GeoDb, HostingNetworks, Outcome, Pipeline, RequestFacts, Routes,
@@ -125,7 +129,25 @@ fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("stages");
     let ip: IpAddr = "77.88.8.8".parse().unwrap();
     group.bench_function("visitor_id", |b| b.iter(|| black_box(keys.visitor_id("portal", black_box(ip), UA))));
-    group.bench_function("geo_lookup", |b| b.iter(|| black_box(pipeline.geo.lookup(black_box(ip)))));
+    // A new /24 at each lookup (the databases' search trees) and 4,096 /24s in turn, as
+    // load.sh's addresses (the cache of network prefixes).
+    let network = |n: u32| {
+        let h = n.wrapping_mul(2_654_435_761);
+        IpAddr::from(Ipv4Addr::from((1 + h % 222) << 24 | (h >> 8 & 0xffff) << 8 | 1))
+    };
+    let mut n = 0u32;
+    group.bench_function("geo_lookup_new_network", |b| {
+        b.iter(|| {
+            n = n.wrapping_add(1);
+            black_box(pipeline.geo.lookup(network(n)))
+        })
+    });
+    group.bench_function("geo_lookup_seen_network", |b| {
+        b.iter(|| {
+            n = n.wrapping_add(1);
+            black_box(pipeline.geo.lookup(network(n % 4_096)))
+        })
+    });
     group.bench_function("agent_cached", |b| b.iter(|| black_box(pipeline.agents.parse(black_box(UA)))));
     // The signals after the User-Agent run for every beacon, cached agent or not: here all of
     // them are asked (a browser, no hint, a referrer, an address in a listed network).
