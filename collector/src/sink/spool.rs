@@ -5,7 +5,8 @@
 //! - `LOCK`: held (flock) while a collector uses the directory; a second one refuses to start.
 //! - `<table>-<seq>.seg`: sealed segments, replayed oldest first and deleted only after the
 //!   insert is acknowledged. `<table>-<seq>.open`: the `fsync` mode's segment being appended to
-//!   (sealed on the next start after a crash). `*.tmp`: a spill being written.
+//!   (sealed on the next start after a crash), made of zeros first (`new_segment`), which
+//!   records overwrite. `*.tmp`: a spill being written.
 //! - `dead-letter/<table>-<seq>.seg` + `.reason`: batches ClickHouse refused for their data;
 //!   the same format, so a segment moved back into the spool directory is replayed.
 //!
@@ -14,7 +15,7 @@
 //! (RowBinary rows of the segment's table, back to back: the bytes an insert sends). A record
 //! that fails any check (a torn tail after a crash, flipped bits, lengths that do not add up)
 //! is skipped up to the next record that passes them, and counted; its bytes are never
-//! inserted.
+//! inserted. Zeros where a record would start end the segment.
 //!
 //! Row lengths let a replay leave out the rows of erased or blocked people (`filter`). Segments
 //! of the first format (`WSSPOOL1`, records `WSR1`: no lengths), left by an older build in the
@@ -29,7 +30,7 @@ use std::{
     borrow::Cow,
     collections::VecDeque,
     fs::{self, File},
-    io::{self, Write},
+    io::{self, Seek, SeekFrom, Write},
     ops::Range,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, MutexGuard},
@@ -358,6 +359,8 @@ pub struct Wal {
     segment_bytes: u64,
     max_age: Duration,
     open: [Option<OpenSegment>; 2],
+    /// Per table, the zeros a new segment is made of: what the last one reached.
+    preallocate: [u64; 2],
     staged: [Batch; 2],
     /// Bytes reserved by staged rows.
     reserved: u64,
@@ -367,6 +370,8 @@ struct OpenSegment {
     file: File,
     seq: u64,
     bytes: u64,
+    /// The file's length when made: zeros after the magic, overwritten by records.
+    preallocated: u64,
     since: Instant,
 }
 
@@ -377,6 +382,7 @@ impl Wal {
             segment_bytes,
             max_age,
             open: [None, None],
+            preallocate: [0, 0],
             staged: [Batch::new(Table::Audience), Batch::new(Table::Troubleshooting)],
             reserved: 0,
         }
@@ -422,7 +428,7 @@ impl Wal {
             let mut record = Vec::with_capacity(RECORD_HEADER + 4 * staged.rows as usize + staged.bytes.len());
             encode_record(staged, &mut record);
             if self.open[table.index()].is_none() {
-                self.open[table.index()] = Some(new_segment(&self.spool, table)?);
+                self.open[table.index()] = Some(new_segment(&self.spool, table, self.preallocate[table.index()])?);
             }
             let segment = self.open[table.index()].as_mut().expect("opened above");
             segment.file.write_all(&record)?;
@@ -466,8 +472,15 @@ impl Wal {
             }
             let Some(segment) = slot.take() else { continue };
             self.spool.state().open_segments -= 1;
+            self.preallocate[table.index()] = segment.bytes.min(self.segment_bytes);
             let open = segment_path(&self.spool.dir, table, segment.seq, "open");
             let sealed = segment_path(&self.spool.dir, table, segment.seq, "seg");
+            if segment.preallocated > segment.bytes
+                && let Err(error) = segment.file.set_len(segment.bytes)
+            {
+                // The zeros stay; a replay reads them as the end.
+                tracing::warn!(%error, segment = %open.display(), "cannot cut a spool segment's unused zeros");
+            }
             drop(segment.file);
             match fs::rename(&open, &sealed).and_then(|()| sync_dir(&self.spool.dir)) {
                 Ok(()) => self.spool.push_sealed(Segment { table, seq: segment.seq, bytes: segment.bytes }),
@@ -478,17 +491,33 @@ impl Wal {
     }
 }
 
-fn new_segment(spool: &Spool, table: Table) -> io::Result<OpenSegment> {
+/// A new write-ahead segment of `preallocate` bytes: the magic, then zeros, written and
+/// fsynced once, so that the group commits' fdatasyncs overwrite allocated blocks and never
+/// have to write the file's size and extents too (PostgreSQL zero-fills its WAL segments for
+/// the same reason). On this VM that halves an fdatasync's time and takes 40% off its CPU
+/// (benches/README.md). A replay reads zeros where a record would start as the end.
+fn new_segment(spool: &Spool, table: Table, preallocate: u64) -> io::Result<OpenSegment> {
+    static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
     let seq = spool.state().take_seq();
     let path = segment_path(&spool.dir, table, seq, "open");
     let mut file = File::create(&path)?;
     file.write_all(FILE_MAGIC)?;
+    let mut length = FILE_MAGIC.len() as u64;
+    if preallocate > length {
+        while length < preallocate {
+            let chunk = (preallocate - length).min(ZEROS.len() as u64) as usize;
+            file.write_all(&ZEROS[..chunk])?;
+            length += chunk as u64;
+        }
+        file.sync_data()?;
+        file.seek(SeekFrom::Start(FILE_MAGIC.len() as u64))?;
+    }
     sync_dir(&spool.dir)?;
     let mut state = spool.state();
     state.open_segments += 1;
     state.bytes += FILE_MAGIC.len() as u64;
     spool.update_gauges(&state);
-    Ok(OpenSegment { file, seq, bytes: FILE_MAGIC.len() as u64, since: Instant::now() })
+    Ok(OpenSegment { file, seq, bytes: FILE_MAGIC.len() as u64, preallocated: length, since: Instant::now() })
 }
 
 /// A whole segment file holding `batch` as its one record.
@@ -603,6 +632,10 @@ pub fn decode_segment(table: Table, mut data: Vec<u8>) -> Replay {
     let mut in_corrupt_run = false;
     let mut lengths = Vec::new();
     while pos < data.len() {
+        if data[pos..].iter().all(|&b| b == 0) {
+            // A write-ahead segment's zeros (`new_segment`) after its last record.
+            break;
+        }
         if let Some(record) = parse_record(&data[pos..]) {
             let body = pos + record.body.start..pos + record.body.end;
             let current = record.lengths.is_some();
@@ -977,5 +1010,58 @@ mod tests {
         let spool = Spool::open(dir.path(), 1 << 20, metrics).unwrap();
         let oldest = spool.oldest(Table::Troubleshooting).unwrap();
         assert_eq!(spool.read(&oldest).unwrap().batch, batch);
+    }
+
+    /// A write-ahead segment is made as long as the last one became, of zeros; records
+    /// overwrite them, sealing cuts what is left, and after a crash the zeros read as the end.
+    #[test]
+    fn wal_segments_are_made_of_zeros_that_records_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let spool = Arc::new(Spool::open(dir.path(), 1 << 20, metrics.clone()).unwrap());
+        let mut wal = Wal::new(spool.clone(), 16 * 1024, Duration::from_secs(3600));
+        let row = vec![7u8; 1000];
+        let mut first = Batch::new(Table::Audience);
+        while first.bytes.len() < 16 * 1024 {
+            wal.staged[0].push(&row);
+            first.push(&row);
+            wal.commit().unwrap();
+        }
+        wal.seal_due();
+        let sealed = spool.oldest(Table::Audience).expect("full, so sealed");
+        let sealed_len = fs::metadata(spool.path(&sealed)).unwrap().len();
+        wal.staged[0].push(b"second segment");
+        wal.commit().unwrap();
+        let open = segment_path(dir.path(), Table::Audience, sealed.seq + 1, "open");
+        assert_eq!(fs::metadata(&open).unwrap().len(), sealed_len.min(16 * 1024), "preallocated");
+        // A crash: the second segment is sealed at the next start, zeros and all.
+        drop(wal);
+        drop(spool);
+        let spool = Spool::open(dir.path(), 1 << 20, metrics.clone()).unwrap();
+        let replays: Vec<Replay> = spool.state().queues[0].clone().iter().map(|s| spool.read(s).unwrap()).collect();
+        assert_eq!(replays[0].batch, first);
+        assert_eq!(rows_of(&replays[1]), [b"second segment"]);
+        assert_eq!(metrics.spool_corrupt_records.get(), 0, "zeros are not corruption");
+
+        // Sealed without a crash, a segment keeps no zeros.
+        let spool = Arc::new(spool);
+        let mut wal = Wal::new(spool.clone(), 16 * 1024, Duration::from_secs(3600));
+        wal.preallocate[0] = 16 * 1024;
+        wal.staged[0].push(b"row");
+        wal.commit().unwrap();
+        wal.seal_all();
+        let last = spool.state().queues[0].back().cloned().unwrap();
+        assert_eq!(fs::metadata(spool.path(&last)).unwrap().len(), last.bytes);
+        assert_eq!(rows_of(&spool.read(&last).unwrap()), [b"row"]);
+    }
+
+    #[test]
+    fn a_torn_record_before_the_zeros_is_skipped_and_counted() {
+        let mut data = segment(&[record(&[b"kept"]), record(&[b"torn"])]);
+        data.truncate(data.len() - 2);
+        data.extend_from_slice(&[0; 4096]);
+        let replay = decode_segment(Table::Audience, data);
+        assert_eq!(rows_of(&replay), [b"kept"]);
+        assert_eq!(replay.corrupt_records, 1);
     }
 }
