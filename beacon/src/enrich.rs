@@ -1,5 +1,5 @@
 //! Enrichment: User-Agent parsing (woothee behind a bounded cache) and GeoIP/ASN lookups
-//! (maxminddb, databases held in memory, behind a bounded cache of network prefixes). No I/O after start-up and no failure on bad input:
+//! (maxminddb, databases held in memory, answers cached by network prefix). No I/O after start-up and no failure on bad input:
 //! an unknown agent or address yields empty fields.
 //!
 //! An agent is a bot when woothee files it as a crawler or when it contains one of the bot
@@ -220,17 +220,20 @@ pub struct Geo {
 ///
 /// A lookup walks each database's search tree, a cache miss per level over the whole file;
 /// a visitor's beacons come from one network. So answers are cached by network prefix (IPv4
-/// /24, IPv6 /48), only for a prefix each database holds whole, with one answer for all of it:
-/// the cache returns exactly what the databases would. It holds prefixes, never addresses.
+/// /24, IPv6 /48, or shorter: [`GeoDb::keyed_by`]), only for a prefix each database holds
+/// whole, with one answer for all of it: the cache returns exactly what the databases would.
+/// It holds prefixes, never addresses.
 pub struct GeoDb {
     location: Option<Reader<Vec<u8>>>,
     asn: Option<Reader<Vec<u8>>>,
     cache: quick_cache::sync::Cache<IpAddr, Arc<Geo>>,
+    /// IPv4 and IPv6 prefix lengths of the cache's keys.
+    key_prefix: (u8, u8),
 }
 
 /// Network prefixes whose answer is remembered (about 200 bytes each).
 const GEO_CACHE_NETWORKS: usize = 8_192;
-/// The prefix lengths the cache is keyed by.
+/// The longest prefixes the cache is keyed by: most networks in the databases are wider.
 const GEO_CACHE_PREFIX: (u8, u8) = (24, 48);
 
 #[derive(Debug, thiserror::Error)]
@@ -249,18 +252,29 @@ impl GeoDb {
             location: location.map(open).transpose()?,
             asn: asn.map(open).transpose()?,
             cache: quick_cache::sync::Cache::new(GEO_CACHE_NETWORKS),
+            key_prefix: GEO_CACHE_PREFIX,
         })
+    }
+
+    /// Keys the cache by prefixes no longer than these (`privacy.ipv4_prefix_len` and
+    /// `ipv6_prefix_len`): nothing in memory is finer than what the stores keep.
+    pub fn keyed_by(mut self, ipv4_prefix_len: u8, ipv6_prefix_len: u8) -> Self {
+        self.key_prefix = (ipv4_prefix_len.min(GEO_CACHE_PREFIX.0), ipv6_prefix_len.min(GEO_CACHE_PREFIX.1));
+        self
     }
 
     /// The location and network of `ip` (IPv4-mapped IPv6 addresses as IPv4).
     pub fn lookup(&self, ip: IpAddr) -> Arc<Geo> {
         let ip = ip.to_canonical();
+        let (v4_len, v6_len) = self.key_prefix;
         let (prefix_len, network) = match ip {
             IpAddr::V4(v4) => {
-                (GEO_CACHE_PREFIX.0, IpAddr::V4((u32::from(v4) & !(u32::MAX >> GEO_CACHE_PREFIX.0)).into()))
+                let mask = !u32::MAX.checked_shr(u32::from(v4_len)).unwrap_or(0);
+                (v4_len, IpAddr::V4((u32::from(v4) & mask).into()))
             }
             IpAddr::V6(v6) => {
-                (GEO_CACHE_PREFIX.1, IpAddr::V6((u128::from(v6) & !(u128::MAX >> GEO_CACHE_PREFIX.1)).into()))
+                let mask = !u128::MAX.checked_shr(u32::from(v6_len)).unwrap_or(0);
+                (v6_len, IpAddr::V6((u128::from(v6) & mask).into()))
             }
         };
         if let Some(hit) = self.cache.get(&network) {

@@ -50,15 +50,34 @@ fn a_cached_answer_is_the_one_the_databases_give_for_that_address() {
 
 #[test]
 fn ipv6_and_mapped_addresses_get_the_databases_answers() {
-    let (warm, cold) = (open(), open());
+    let warm = open();
+    // One cold database per lookup position, as above.
+    let cold = [open(), open(), open()];
     for k in 0..2_000u16 {
-        for host in [1u16, 0xbeef] {
+        for (host, cold) in [1u16, 0xbeef].into_iter().zip(&cold) {
             let ip = IpAddr::from(Ipv6Addr::new(0x2a00 | (k & 0xf), k.wrapping_mul(7919), k, 0x1234, 0, 0, 0, host));
             assert_eq!(*warm.lookup(ip), *cold.lookup(ip), "{ip}");
         }
+        // A mapped address after a plain one of its network: the same cached answer.
+        warm.lookup(Ipv4Addr::new(95, (k % 256) as u8, (k / 256) as u8, 1).into());
         let v4 = Ipv4Addr::new(95, (k % 256) as u8, (k / 256) as u8, 7);
-        assert_eq!(*warm.lookup(v4.to_ipv6_mapped().into()), *cold.lookup(v4.into()), "{v4} mapped");
+        assert_eq!(*warm.lookup(v4.to_ipv6_mapped().into()), *cold[2].lookup(v4.into()), "{v4} mapped");
     }
     let russia = warm.lookup("2a00:1fa0::1".parse().unwrap());
     assert!(!russia.country.is_empty(), "an allocated IPv6 network is located: {russia:?}");
+}
+
+/// With `privacy.ipv4_prefix_len = 16`, the cache is keyed by /16s: fewer networks are held
+/// whole, and the answers stay the databases' own.
+#[test]
+fn a_shorter_privacy_prefix_keys_the_cache_by_it() {
+    let warm = open().keyed_by(16, 32);
+    let cold: Vec<GeoDb> = HOSTS.iter().map(|_| open()).collect();
+    // Several /24s of each /16, each address its position's first lookup in `cold`.
+    for [a, b, _] in networks().into_iter().take(1_000) {
+        for (c, cold) in [3u8, 77, 150, 222].into_iter().zip(&cold) {
+            let ip = IpAddr::from(Ipv4Addr::new(a, b, c, 9));
+            assert_eq!(*warm.lookup(ip), *cold.lookup(ip), "{ip}");
+        }
+    }
 }

@@ -29,7 +29,8 @@ const DEAD_LETTER_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Runs the collector until `shutdown` resolves, then drains and flushes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let geo = GeoDb::open(config.geoip.location_db.as_deref(), config.geoip.asn_db.as_deref())?;
+    let geo = GeoDb::open(config.geoip.location_db.as_deref(), config.geoip.asn_db.as_deref())?
+        .keyed_by(config.privacy.ipv4_prefix_len, config.privacy.ipv6_prefix_len);
     let mut agents = AgentParser::new(AGENT_CACHE_CAPACITY, &config.bots.extra_patterns);
     if let Some(path) = &config.bots.list {
         let list = BotList::open(path)?;

@@ -15,7 +15,8 @@
 //! (RowBinary rows of the segment's table, back to back: the bytes an insert sends). A record
 //! that fails any check (a torn tail after a crash, flipped bits, lengths that do not add up)
 //! is skipped up to the next record that passes them, and counted; its bytes are never
-//! inserted. Zeros where a record would start end the segment.
+//! inserted. Zeros from where a record would start to the end of the file are not data (the
+//! write-ahead segments' unused zeros).
 //!
 //! Row lengths let a replay leave out the rows of erased or blocked people (`filter`). Segments
 //! of the first format (`WSSPOOL1`, records `WSR1`: no lengths), left by an older build in the
@@ -123,9 +124,9 @@ impl Spool {
             match extension {
                 "tmp" => fs::remove_file(&path)?,
                 "open" => {
-                    let sealed = segment_path(dir, table, seq, "seg");
-                    fs::rename(&path, &sealed)?;
-                    found.push(Segment { table, seq, bytes: fs::metadata(&sealed)?.len() });
+                    let bytes = cut_zeros(&path)?;
+                    fs::rename(&path, segment_path(dir, table, seq, "seg"))?;
+                    found.push(Segment { table, seq, bytes });
                 }
                 "seg" => found.push(Segment { table, seq, bytes: fs::metadata(&path)?.len() }),
                 _ => {}
@@ -501,18 +502,24 @@ fn new_segment(spool: &Spool, table: Table, preallocate: u64) -> io::Result<Open
     let seq = spool.state().take_seq();
     let path = segment_path(&spool.dir, table, seq, "open");
     let mut file = File::create(&path)?;
-    file.write_all(FILE_MAGIC)?;
     let mut length = FILE_MAGIC.len() as u64;
-    if preallocate > length {
-        while length < preallocate {
-            let chunk = (preallocate - length).min(ZEROS.len() as u64) as usize;
-            file.write_all(&ZEROS[..chunk])?;
-            length += chunk as u64;
+    let made = file.write_all(FILE_MAGIC).and_then(|()| {
+        if preallocate > length {
+            while length < preallocate {
+                let chunk = (preallocate - length).min(ZEROS.len() as u64) as usize;
+                file.write_all(&ZEROS[..chunk])?;
+                length += chunk as u64;
+            }
+            file.sync_data()?;
+            file.seek(SeekFrom::Start(FILE_MAGIC.len() as u64))?;
         }
-        file.sync_data()?;
-        file.seek(SeekFrom::Start(FILE_MAGIC.len() as u64))?;
+        sync_dir(&spool.dir)
+    });
+    if let Err(error) = made {
+        // A full disk, most likely: the next commit tries again, without leftovers.
+        let _ = fs::remove_file(&path);
+        return Err(error);
     }
-    sync_dir(&spool.dir)?;
     let mut state = spool.state();
     state.open_segments += 1;
     state.bytes += FILE_MAGIC.len() as u64;
@@ -623,17 +630,18 @@ fn le_u32(bytes: &[u8]) -> u32 {
 ///
 /// The rows are moved to the front of `data` itself, so a replay holds one copy of a
 /// segment, not two (benches/README.md, `fsync` memory). Rows are only ever written behind
-/// the record being read: each row leaves its 4-byte length behind, which is room for what
-/// `Table::upgrade` appends (`UPGRADE_FITS`).
+/// the row being read (a record's lengths are copied out first): each row leaves its 4-byte
+/// length behind, which is room for what `Table::upgrade` appends (`UPGRADE_FITS`).
 pub fn decode_segment(table: Table, mut data: Vec<u8>) -> Replay {
     let mut kept = Kept { len: 0, rows: 0, ends: Some(Vec::new()) };
     let (mut corrupt_records, mut skipped_bytes) = (0, 0);
     let mut pos = if data.starts_with(FILE_MAGIC) || data.starts_with(FILE_MAGIC_V1) { FILE_MAGIC.len() } else { 0 };
     let mut in_corrupt_run = false;
     let mut lengths = Vec::new();
+    // A write-ahead segment's zeros (`new_segment`) after its last record are not data.
+    let zeros = zeros_from(&data);
     while pos < data.len() {
-        if data[pos..].iter().all(|&b| b == 0) {
-            // A write-ahead segment's zeros (`new_segment`) after its last record.
+        if pos >= zeros {
             break;
         }
         if let Some(record) = parse_record(&data[pos..]) {
@@ -677,12 +685,45 @@ pub fn decode_segment(table: Table, mut data: Vec<u8>) -> Replay {
             in_corrupt_run = true;
         }
         let next = data[pos + 1..].windows(4).position(|w| w == RECORD_MAGIC || w == RECORD_MAGIC_V1);
-        let skip = next.map_or(data.len() - pos, |i| i + 1);
+        let skip = next.map_or(zeros - pos, |i| i + 1);
         skipped_bytes += skip as u64;
         pos += skip;
     }
     data.truncate(kept.len);
     Replay { batch: Batch::from_rows(table, kept.rows, data, kept.ends), corrupt_records, skipped_bytes }
+}
+
+/// Where the zeros that end `data` begin (its length when it does not end in zeros). A record
+/// may end in zero bytes too: only a record boundary at or past this is the end.
+fn zeros_from(data: &[u8]) -> usize {
+    data.iter().rposition(|&b| b != 0).map_or(0, |last| last + 1)
+}
+
+/// The bytes of a segment a crash left open that are records (or corrupt ones), without the
+/// zeros after them.
+fn written_len(data: &[u8]) -> usize {
+    let zeros = zeros_from(data);
+    let mut pos = if data.starts_with(FILE_MAGIC) || data.starts_with(FILE_MAGIC_V1) { FILE_MAGIC.len() } else { 0 };
+    while pos < zeros {
+        match parse_record(&data[pos..]) {
+            Some(record) => pos += record.len,
+            None => return zeros,
+        }
+    }
+    pos.min(data.len())
+}
+
+/// Cuts the unused zeros of a segment a crash left open, so the spool's size counts records
+/// only; returns its length.
+fn cut_zeros(path: &Path) -> io::Result<u64> {
+    let data = fs::read(path)?;
+    let len = written_len(&data);
+    if len < data.len() {
+        let file = fs::OpenOptions::new().write(true).open(path)?;
+        file.set_len(len as u64)?;
+        file.sync_all()?;
+    }
+    Ok(len as u64)
 }
 
 /// The rows a decode has moved to the front of its buffer.
@@ -702,7 +743,7 @@ impl Kept {
 
     fn advance(&mut self, len: usize, rows: u32) {
         self.len += len;
-        self.rows += rows;
+        self.rows = self.rows.saturating_add(rows);
         if let Some(ends) = &mut self.ends {
             ends.push(self.len);
         }
@@ -1042,6 +1083,11 @@ mod tests {
         assert_eq!(replays[0].batch, first);
         assert_eq!(rows_of(&replays[1]), [b"second segment"]);
         assert_eq!(metrics.spool_corrupt_records.get(), 0, "zeros are not corruption");
+        // Sealed at the start without its zeros, which the spool's size does not count.
+        let second = spool.state().queues[0][1].clone();
+        assert_eq!(second.bytes, (FILE_MAGIC.len() + RECORD_HEADER + 4 + 14) as u64);
+        assert_eq!(fs::metadata(spool.path(&second)).unwrap().len(), second.bytes);
+        assert_eq!(spool.bytes(), sealed.bytes + second.bytes);
 
         // Sealed without a crash, a segment keeps no zeros.
         let spool = Arc::new(spool);
@@ -1055,6 +1101,16 @@ mod tests {
         assert_eq!(rows_of(&spool.read(&last).unwrap()), [b"row"]);
     }
 
+    /// A record may end in zero bytes (an empty last column): only the zeros after it go.
+    #[test]
+    fn a_record_ending_in_zeros_is_kept_whole() {
+        let mut data = segment(&[record(&[b"ends in zero\0\0"])]);
+        let written = data.len();
+        data.extend_from_slice(&[0; 100]);
+        assert_eq!(written_len(&data), written);
+        assert_eq!(rows_of(&decode_segment(Table::Audience, data)), [b"ends in zero\0\0"]);
+    }
+
     #[test]
     fn a_torn_record_before_the_zeros_is_skipped_and_counted() {
         let mut data = segment(&[record(&[b"kept"]), record(&[b"torn"])]);
@@ -1063,5 +1119,6 @@ mod tests {
         let replay = decode_segment(Table::Audience, data);
         assert_eq!(rows_of(&replay), [b"kept"]);
         assert_eq!(replay.corrupt_records, 1);
+        assert_eq!(replay.skipped_bytes, (RECORD_HEADER + 4 + 4 - 2) as u64, "the zeros are not counted");
     }
 }
