@@ -1,6 +1,6 @@
 //! Enrichment: User-Agent parsing (woothee behind a bounded cache) and GeoIP/ASN lookups
-//! (maxminddb, databases held in memory, answers cached by network prefix). No I/O after start-up and no failure on bad input:
-//! an unknown agent or address yields empty fields.
+//! (maxminddb, databases held in memory, answers cached by network prefix). No I/O after
+//! start-up and no failure on bad input: an unknown agent or address yields empty fields.
 //!
 //! An agent is a bot when woothee files it as a crawler or when it contains one of the bot
 //! patterns ([`DEFAULT_BOT_PATTERNS`] and `[bots] extra_patterns`, case-insensitive
@@ -11,6 +11,7 @@
 use std::{net::IpAddr, path::Path, sync::Arc};
 
 use maxminddb::{LookupResult, Reader};
+use store::pseudonym::{canonical, network};
 
 use crate::bots::BotList;
 use serde::Deserialize;
@@ -265,25 +266,14 @@ impl GeoDb {
 
     /// The location and network of `ip` (IPv4-mapped IPv6 addresses as IPv4).
     pub fn lookup(&self, ip: IpAddr) -> Arc<Geo> {
-        let ip = ip.to_canonical();
-        let (v4_len, v6_len) = self.key_prefix;
-        let (prefix_len, network) = match ip {
-            IpAddr::V4(v4) => {
-                let mask = !u32::MAX.checked_shr(u32::from(v4_len)).unwrap_or(0);
-                (v4_len, IpAddr::V4((u32::from(v4) & mask).into()))
-            }
-            IpAddr::V6(v6) => {
-                let mask = !u128::MAX.checked_shr(u32::from(v6_len)).unwrap_or(0);
-                (v6_len, IpAddr::V6((u128::from(v6) & mask).into()))
-            }
-        };
-        if let Some(hit) = self.cache.get(&network) {
+        let key = network(ip, self.key_prefix.0, self.key_prefix.1);
+        if let Some(hit) = self.cache.get(&key.network()) {
             return hit;
         }
-        let (geo, narrowest) = self.lookup_uncached(ip);
+        let (geo, narrowest) = self.lookup_uncached(canonical(ip));
         let geo = Arc::new(geo);
-        if narrowest <= prefix_len {
-            self.cache.insert(network, geo.clone());
+        if narrowest <= key.prefix_len() {
+            self.cache.insert(key.network(), geo.clone());
         }
         geo
     }
