@@ -635,15 +635,12 @@ fn le_u32(bytes: &[u8]) -> u32 {
 pub fn decode_segment(table: Table, mut data: Vec<u8>) -> Replay {
     let mut kept = Kept { len: 0, rows: 0, ends: Some(Vec::new()) };
     let (mut corrupt_records, mut skipped_bytes) = (0, 0);
-    let mut pos = if data.starts_with(FILE_MAGIC) || data.starts_with(FILE_MAGIC_V1) { FILE_MAGIC.len() } else { 0 };
+    let mut pos = records_start(&data);
     let mut in_corrupt_run = false;
     let mut lengths = Vec::new();
     // A write-ahead segment's zeros (`new_segment`) after its last record are not data.
     let zeros = zeros_from(&data);
-    while pos < data.len() {
-        if pos >= zeros {
-            break;
-        }
+    while pos < zeros {
         if let Some(record) = parse_record(&data[pos..]) {
             let body = pos + record.body.start..pos + record.body.end;
             let current = record.lengths.is_some();
@@ -693,6 +690,11 @@ pub fn decode_segment(table: Table, mut data: Vec<u8>) -> Replay {
     Replay { batch: Batch::from_rows(table, kept.rows, data, kept.ends), corrupt_records, skipped_bytes }
 }
 
+/// Where a segment's first record starts: after the file magic of either format.
+fn records_start(data: &[u8]) -> usize {
+    if data.starts_with(FILE_MAGIC) || data.starts_with(FILE_MAGIC_V1) { FILE_MAGIC.len() } else { 0 }
+}
+
 /// Where the zeros that end `data` begin (its length when it does not end in zeros). A record
 /// may end in zero bytes too: only a record boundary at or past this is the end.
 fn zeros_from(data: &[u8]) -> usize {
@@ -703,7 +705,7 @@ fn zeros_from(data: &[u8]) -> usize {
 /// zeros after them.
 fn written_len(data: &[u8]) -> usize {
     let zeros = zeros_from(data);
-    let mut pos = if data.starts_with(FILE_MAGIC) || data.starts_with(FILE_MAGIC_V1) { FILE_MAGIC.len() } else { 0 };
+    let mut pos = records_start(data);
     while pos < zeros {
         match parse_record(&data[pos..]) {
             Some(record) => pos += record.len,
